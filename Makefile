@@ -1,0 +1,27 @@
+# Two commands for a new user: `make demo` and `make test`. Both set up .venv first.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+.PHONY: setup test demo bench clean
+
+setup: $(STAMP)
+
+# Reinstall only when requirements.txt changes: `make setup` is a no-op otherwise.
+$(STAMP): requirements.txt
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet -r requirements.txt
+	touch $(STAMP)
+
+test: setup
+	$(PY) -m pytest -q tests
+
+demo: setup
+	bash scripts/demo.sh
+
+bench: setup
+	$(PY) scripts/bench.py --quick --out runs/bench.json
+
+clean:
+	rm -rf runs .pytest_cache

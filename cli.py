@@ -1,0 +1,178 @@
+"""What the scripts share: argument groups, the error wrapper, per-epoch tables, progress bars.
+
+Scripts only; the library (models/, curves/, data.py, utils.py) never imports this.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+
+import torch
+from tabulate import tabulate
+from tqdm import tqdm
+
+import data
+import models
+import utils
+from errors import DivergedError, UserError
+
+
+class ArgumentParser(argparse.ArgumentParser):
+    """argparse whose mistakes are one ``error:`` line and exit status 2, without the usage block."""
+
+    def __init__(self, **kwargs):
+        kwargs.setdefault("formatter_class", argparse.ArgumentDefaultsHelpFormatter)
+        super().__init__(**kwargs)
+
+    def error(self, message):
+        self.exit(2, f"error: {message} (see {self.prog} --help)\n")
+
+
+def run(main, argv=None) -> None:
+    """Call ``main(argv)``; a UserError becomes ``error: ...`` and exit 2, divergence exit 1."""
+    try:
+        main(argv)
+    except UserError as exc:
+        _fail(str(exc), 2)
+    except DivergedError as exc:
+        _fail(str(exc), 1)
+    except KeyboardInterrupt:
+        _fail("interrupted", 130)
+
+
+def _fail(message: str, status: int) -> None:
+    print(f"error: {message}", file=sys.stderr)
+    sys.exit(status)
+
+
+# --------------------------------------------------------------------------- arguments
+
+def add_data_arguments(parser: argparse.ArgumentParser, from_checkpoint: bool = False) -> None:
+    """--dataset --data_path --transform --use_test --batch_size --num_workers.
+
+    With ``from_checkpoint`` the dataset and transform default to the checkpoint's.
+    """
+    group = parser.add_argument_group("Data")
+    default = None if from_checkpoint else "CIFAR10"
+    group.add_argument("--dataset", choices=data.DATASETS, default=default,
+                       help="dataset" + (" (default: the checkpoint's)" if from_checkpoint else ""))
+    group.add_argument("--data_path", default="data", metavar="PATH",
+                       help="folder holding the datasets (CIFAR under PATH/cifar10/ or PATH/)")
+    group.add_argument("--transform", choices=sorted(data.NORMALISATIONS),
+                       default=None if from_checkpoint else "VGG",
+                       help="normalisation constants of the papers' code")
+    group.add_argument("--use_test", action="store_true",
+                       help="evaluate on the test set (default: the last 5000 training images)")
+    group.add_argument("--batch_size", type=positive_int, default=None,
+                       help="mini-batch size (default: 128; 32 for DIGITS)")
+    group.add_argument("--num_workers", "--num-workers", type=int, default=4,
+                       help="accepted for the original commands; the in-memory pipeline needs no workers")
+
+
+def add_model_argument(parser: argparse.ArgumentParser, required: bool) -> None:
+    parser.add_argument("--model", choices=sorted(models.MODELS), default=None, required=required,
+                        metavar="MODEL", help="one of " + ", ".join(sorted(models.MODELS))
+                        + ("" if required else " (default: the checkpoint's)"))
+
+
+def add_run_arguments(parser: argparse.ArgumentParser) -> None:
+    """--dir --seed --device --amp --channels_last --compile."""
+    group = parser.add_argument_group("Run")
+    group.add_argument("--dir", required=True, help="folder for the run's files")
+    group.add_argument("--seed", type=int, default=1, help="random seed")
+    group.add_argument("--device", default=None, help="cuda or cpu (default: cuda when available)")
+    group.add_argument("--amp", action="store_true", help="bfloat16 autocast")
+    group.add_argument("--channels_last", action="store_true", help="channels-last memory format")
+    group.add_argument("--compile", action="store_true", help="torch.compile the model")
+
+
+def positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text} is not a positive integer")
+    return value
+
+
+def non_negative_float(text: str) -> float:
+    value = float(text)
+    if not value >= 0:
+        raise argparse.ArgumentTypeError(f"{text} is not a non-negative number")
+    return value
+
+
+def resolve_from_checkpoint(args: argparse.Namespace, ckpt: dict, path: str,
+                            names=("model", "dataset", "transform")) -> None:
+    """Take ``names`` from the checkpoint where not given; a contradicting flag is an error."""
+    for name in names:
+        given, stored = getattr(args, name, None), ckpt.get(name)
+        if given is None:
+            setattr(args, name, stored)
+        elif stored is not None and given != stored:
+            raise UserError(f"--{name}={given} contradicts {path}, which has {name} {stored}")
+
+
+# --------------------------------------------------------------------------- set-up
+
+def device_of(args) -> torch.device:
+    if args.device is None:
+        return utils.default_device()
+    try:
+        device = torch.device(args.device)
+    except RuntimeError as exc:
+        raise UserError(f"unknown device {args.device!r}") from exc
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise UserError("--device cuda was asked for, but no CUDA device is available")
+    return device
+
+
+def load_data(args, device: torch.device, eval_batch_size: int | None = None):
+    """The dataset and its loaders (train, train_eval, test) on ``device``."""
+    dataset = data.load_dataset(args.dataset, args.data_path, args.use_test)
+    if args.batch_size is None:
+        args.batch_size = data.default_batch_size(args.dataset)
+    loaders = data.make_loaders(dataset, args.batch_size, args.transform, device=device, seed=args.seed,
+                                channels_last=args.channels_last, eval_batch_size=eval_batch_size)
+    return dataset, loaders
+
+
+def build_model(name: str, dataset: data.Dataset, device: torch.device, channels_last: bool = False):
+    """A registered model for ``dataset``'s classes and image shape; unusable shapes are UserErrors."""
+    try:
+        model = models.build_model(name, dataset.num_classes, dataset.channels, dataset.size)
+    except ValueError as exc:
+        raise UserError(f"{name} on {dataset.name}: {exc}") from exc
+    model.to(device)
+    if channels_last:
+        model.to(memory_format=torch.channels_last)
+    return model
+
+
+def model_kwargs(dataset: data.Dataset) -> dict:
+    """What a checkpoint stores to rebuild the model: the dataset's image shape."""
+    return {"in_channels": dataset.channels, "image_size": dataset.size}
+
+
+def maybe_compile(module, enabled: bool):
+    """``torch.compile(module)`` when asked; checkpoints keep using the plain module."""
+    return torch.compile(module) if enabled else module
+
+
+# --------------------------------------------------------------------------- output
+
+def progress(iterable, desc: str, total: int | None = None):
+    """A progress bar on stderr that disappears when done."""
+    return tqdm(iterable, desc=desc, total=total, leave=False, dynamic_ncols=True, file=sys.stderr)
+
+
+class Table:
+    """Prints one aligned row per call, with the header above the first (every 40 rows again)."""
+
+    def __init__(self, columns: list[str], floatfmt: str = "9.4f"):
+        self.columns, self.floatfmt, self.rows = columns, floatfmt, 0
+
+    def print(self, row: dict) -> None:
+        values = [[row.get(c) for c in self.columns]]
+        text = tabulate(values, self.columns, tablefmt="simple", floatfmt=self.floatfmt)
+        lines = text.split("\n")
+        print("\n".join(lines if self.rows % 40 == 0 else lines[2:]), flush=True)
+        self.rows += 1
