@@ -1,0 +1,77 @@
+"""Shared fixtures: tiny CIFAR-format data written by the tests, and a script runner."""
+from __future__ import annotations
+
+import os
+import pickle
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+
+# Sizes of the tiny CIFAR files: 5 training batches of TRAIN_PER_BATCH images.
+TRAIN_PER_BATCH, TEST_IMAGES = 1020, 200
+
+
+def write_cifar(root: str, name: str, seed: int = 0) -> str:
+    """Write small files in CIFAR's python-batch format under ``root`` (the original layout)."""
+    rng = np.random.RandomState(seed)
+    if name == "CIFAR10":
+        folder = os.path.join(root, "cifar10", "cifar-10-batches-py")
+        files = {f"data_batch_{i}": TRAIN_PER_BATCH for i in range(1, 6)}
+        files["test_batch"] = TEST_IMAGES
+        key, classes = "labels", 10
+    else:
+        folder = os.path.join(root, "cifar100", "cifar-100-python")
+        files = {"train": 5 * TRAIN_PER_BATCH, "test": TEST_IMAGES}
+        key, classes = "fine_labels", 100
+    os.makedirs(folder, exist_ok=True)
+    for file, n in files.items():
+        batch = {"data": rng.randint(0, 256, size=(n, 3072), dtype=np.uint8),
+                 key: rng.randint(0, classes, size=n).tolist(), "batch_label": file}
+        with open(os.path.join(folder, file), "wb") as f:
+            pickle.dump(batch, f)
+    return root
+
+
+@pytest.fixture(scope="session")
+def cifar_root(tmp_path_factory) -> str:
+    """A data folder with tiny CIFAR10 and CIFAR100 in the original code's layout."""
+    root = str(tmp_path_factory.mktemp("data"))
+    write_cifar(root, "CIFAR10")
+    write_cifar(root, "CIFAR100", seed=1)
+    return root
+
+
+def run_script(script: str, *args: str, check: bool = True, env: dict | None = None,
+               timeout: float = 300) -> subprocess.CompletedProcess:
+    """Run ``python <script> <args>`` from the repository root; raise with its output if it fails."""
+    full_env = dict(os.environ, PYTHONPATH=ROOT, **(env or {}))
+    result = subprocess.run([sys.executable, os.path.join(ROOT, script), *map(str, args)],
+                            cwd=ROOT, capture_output=True, text=True, env=full_env, timeout=timeout)
+    if check and result.returncode != 0:
+        raise AssertionError(f"{script} exited {result.returncode}\n--- stdout\n{result.stdout}"
+                             f"\n--- stderr\n{result.stderr}")
+    return result
+
+
+def assert_user_error(result: subprocess.CompletedProcess, status: int = 2) -> str:
+    """The contract for a user's mistake: exit 2, one ``error:`` line on stderr, no traceback."""
+    assert result.returncode == status, (result.returncode, result.stderr)
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    errors = [line for line in lines if line.startswith("error:")]
+    assert len(errors) == 1, result.stderr
+    assert "Traceback" not in result.stderr, result.stderr
+    return errors[0]
+
+
+@pytest.fixture(scope="session")
+def digits_checkpoint(tmp_path_factory) -> str:
+    """A ConvFC trained 3 epochs on DIGITS (test split), shared by tests that need a checkpoint."""
+    folder = tmp_path_factory.mktemp("digits-convfc")
+    run_script("train.py", f"--dir={folder}", "--dataset=DIGITS", "--model=ConvFC", "--epochs=3",
+               "--use_test", "--lr=0.02", "--save_freq=1")
+    return str(folder / "checkpoint-3.pt")
