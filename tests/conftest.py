@@ -16,17 +16,19 @@ sys.path.insert(0, ROOT)
 TRAIN_PER_BATCH, TEST_IMAGES = 1020, 200
 
 
-def write_cifar(root: str, name: str, seed: int = 0) -> str:
-    """Write small files in CIFAR's python-batch format under ``root`` (the original layout)."""
+def write_cifar(root: str, name: str, seed: int = 0, images_per_batch: int = TRAIN_PER_BATCH,
+                test_images: int = TEST_IMAGES) -> str:
+    """Write small files in CIFAR's python-batch format under ``root`` (the original layout):
+    5 training batches of ``images_per_batch`` images (CIFAR-100: one file of 5 times that)."""
     rng = np.random.RandomState(seed)
     if name == "CIFAR10":
         folder = os.path.join(root, "cifar10", "cifar-10-batches-py")
-        files = {f"data_batch_{i}": TRAIN_PER_BATCH for i in range(1, 6)}
-        files["test_batch"] = TEST_IMAGES
+        files = {f"data_batch_{i}": images_per_batch for i in range(1, 6)}
+        files["test_batch"] = test_images
         key, classes = "labels", 10
     else:
         folder = os.path.join(root, "cifar100", "cifar-100-python")
-        files = {"train": 5 * TRAIN_PER_BATCH, "test": TEST_IMAGES}
+        files = {"train": 5 * images_per_batch, "test": test_images}
         key, classes = "fine_labels", 100
     os.makedirs(folder, exist_ok=True)
     for file, n in files.items():
