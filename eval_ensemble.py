@@ -1,0 +1,103 @@
+"""Test accuracy and NLL of each of a list of checkpoints, of their growing ensemble, and its calibration.
+
+The ensemble predicts the mean of its members' softmax probabilities. The FGE
+paper's independently trained ensemble (Ind), VGG16 on CIFAR-100, from train.py runs:
+
+    python eval_ensemble.py --dir=runs/vgg16-ind --data_path=data --use_test \
+        --ckpt runs/vgg16-seed1/checkpoint-200.pt runs/vgg16-seed2/checkpoint-200.pt
+
+or the snapshots of an fge.py run, or swa.pt files: any model checkpoints of one
+architecture. --ckpt may be repeated or take several paths. Writes metrics.csv
+(one row per model), summary.json and ensemble.png.
+"""
+from __future__ import annotations
+
+import os
+import sys
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+import cli
+import ensembles
+import utils
+from errors import UserError
+
+
+def build_parser() -> cli.ArgumentParser:
+    parser = cli.ArgumentParser(description="Individual and ensemble accuracy / NLL of model checkpoints.")
+    cli.add_run_arguments(parser)
+    cli.add_data_arguments(parser, from_checkpoint=True)
+    cli.add_model_argument(parser, required=False)
+    parser.add_argument("--ckpt", action="extend", nargs="+", required=True, metavar="CKPT",
+                        help="model checkpoints of one architecture (repeat the flag or list several)")
+    return parser
+
+
+def load_checkpoints(args) -> list[dict]:
+    """All checkpoints, checked to be one architecture for one dataset, before anything is written."""
+    ckpts = [utils.load_checkpoint(path, kind="model") for path in args.ckpt]
+    first, first_path = ckpts[0], args.ckpt[0]
+    for ckpt, path in zip(ckpts[1:], args.ckpt[1:]):
+        for key in ("model", "num_classes", "model_kwargs", "dataset"):
+            if ckpt[key] != first[key]:
+                raise UserError(f"{path} has {key} {ckpt[key]}, but {first_path} has {first[key]}: "
+                                "an ensemble needs checkpoints of one architecture and dataset")
+    cli.resolve_from_checkpoint(args, first, first_path, names=("model", "dataset"))
+    # The transform is the checkpoint's unless given; members trained with another
+    # normalisation would see other inputs than they were trained on, which is worth a warning.
+    if args.transform is None:
+        args.transform = first["transform"]
+    for ckpt, path in zip(ckpts, args.ckpt):
+        if ckpt["transform"] != args.transform:
+            print(f"warning: {path} was trained with --transform={ckpt['transform']}, "
+                  f"evaluated with {args.transform}", file=sys.stderr)
+        warning = ensembles.split_mismatch(args.use_test, ckpt, path)
+        if warning:
+            print(f"warning: {warning}", file=sys.stderr)
+    return ckpts
+
+
+def main(argv=None) -> None:
+    args = build_parser().parse_args(sys.argv[1:] if argv is None else argv)
+    ckpts = load_checkpoints(args)
+    device = cli.device_of(args)
+    dataset, loaders = cli.load_data(args, device)
+    if ckpts[0]["num_classes"] != dataset.num_classes:
+        raise UserError(f"{args.ckpt[0]} has {ckpts[0]['num_classes']} classes, "
+                        f"{args.dataset} has {dataset.num_classes}")
+    record = utils.RunRecord(args.dir, vars(args))
+
+    ensemble = ensembles.ProbabilityEnsemble()
+    table = cli.Table(["#", "checkpoint", "nll", "acc", "ens_nll", "ens_acc"])
+    model_acc, model_nll, ens_acc = [], [], []
+    ens = {}
+    for i, (ckpt, path) in enumerate(zip(ckpts, args.ckpt)):
+        model = utils.model_from_checkpoint(ckpt, device)
+        if args.channels_last:
+            model.to(memory_format=torch.channels_last)
+        logits, labels = utils.predict_logits(cli.maybe_compile(model, args.compile), loaders["test"], amp=args.amp)
+        nll = F.cross_entropy(logits, labels).item()  # from the logits: exact where a probability underflows
+        probs, labels = F.softmax(logits, dim=1).cpu().numpy(), labels.cpu().numpy()
+        acc = float(100.0 * (probs.argmax(1) == labels).mean())
+        ensemble.add(probs)
+        ens = ensemble.metrics(labels)
+        model_acc.append(acc)
+        model_nll.append(nll)
+        ens_acc.append(ens["accuracy"])
+        table.print({"#": i + 1, "checkpoint": os.path.basename(path), "nll": nll, "acc": acc,
+                     "ens_nll": ens["nll"], "ens_acc": ens["accuracy"]})
+        record.log({"index": i + 1, "checkpoint": path, "test_nll": nll, "test_acc": acc,
+                    "ens_nll": ens["nll"], "ens_acc": ens["accuracy"], "ens_ece": ens["ece"]})
+
+    print(f"ensemble of {ensemble.size}: accuracy {ens['accuracy']:.2f}%, NLL {ens['nll']:.4f}, "
+          f"ECE {100 * ens['ece']:.2f}% (mean single model: accuracy {np.mean(model_acc):.2f}%)")
+    ensembles.plot_ensemble_accuracy(os.path.join(args.dir, "ensemble.png"), model_acc, ens_acc,
+                                     title=f"{args.model} on {args.dataset}", xlabel="number of models")
+    record.summary({"model_acc": model_acc, "model_nll": model_nll, "ens_acc": ens["accuracy"],
+                    "ens_nll": ens["nll"], "ens_ece": ens["ece"], "ensemble_size": ensemble.size})
+
+
+if __name__ == "__main__":
+    cli.run(main)

@@ -1,0 +1,212 @@
+"""Stochastic Weight Averaging (Izmailov et al., 2018), from scratch or from a checkpoint.
+
+SWA of the paper's Table 1 (VGG16, CIFAR-100, budget 1.5 = 300 epochs, averaging from epoch 161):
+
+    python swa.py --dir=runs/vgg16-swa --dataset=CIFAR100 --data_path=data --model=VGG16 --epochs=300 \
+        --lr_init=0.05 --wd=5e-4 --swa --swa_start=161 --swa_lr=0.01
+
+On DIGITS in a minute, with the budget of a 20-epoch train.py run:
+
+    python swa.py --dir=runs/swa --dataset=DIGITS --model=ConvFC --use_test --epochs=20 \
+        --lr_init=0.01 --swa --swa_start=11 --swa_lr=0.005 --eval_freq=5
+
+From a trained checkpoint (constant --swa_lr, averaging from --swa_start, default 1):
+
+    python swa.py --dir=runs/swa-ft --ckpt=runs/sgd/checkpoint-16.pt --use_test --epochs=4 --swa --swa_lr=0.005
+
+Checkpoints checkpoint-<epoch>.pt hold the SGD model, the average (swa_state) and
+its count (swa_n); --resume continues from one of them to the same result. At
+the end, swa.pt: the average with BatchNorm recomputed, a plain model checkpoint.
+Without --swa this is plain SGD with the SWA repository's schedule.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+
+import torch
+
+import cli
+import ensembles
+import utils
+from errors import DivergedError, UserError
+
+# Flags that shape the run: on --resume those not given again are the checkpoint's.
+RUN_KEYS = ("epochs", "lr_init", "wd", "momentum", "swa", "swa_start", "swa_lr", "swa_c_epochs",
+            "eval_freq", "save_freq", "ckpt", "seed", "batch_size", "use_test")
+
+
+def build_parser() -> cli.ArgumentParser:
+    parser = cli.ArgumentParser(description="Stochastic Weight Averaging (or SGD with the SWA repository's schedule).")
+    cli.add_run_arguments(parser)
+    cli.add_data_arguments(parser, from_checkpoint=True)
+    cli.add_model_argument(parser, required=False)
+    group = parser.add_argument_group("Optimisation")
+    group.add_argument("--epochs", type=cli.positive_int, default=200, help="number of epochs")
+    group.add_argument("--lr_init", type=cli.non_negative_float, default=0.01, help="initial learning rate")
+    group.add_argument("--wd", type=cli.non_negative_float, default=1e-4, help="weight decay")
+    group.add_argument("--momentum", type=cli.non_negative_float, default=0.9, help="SGD momentum")
+    group.add_argument("--eval_freq", type=cli.positive_int, default=5, help="evaluate every N epochs")
+    group.add_argument("--save_freq", type=cli.positive_int, default=25, help="checkpoint every N epochs")
+    group.add_argument("--ckpt", default=None, metavar="CKPT",
+                       help="model checkpoint to start from, at --swa_lr (implies --swa)")
+    group.add_argument("--resume", default=None, metavar="CKPT", help="swa.py checkpoint to continue from")
+    group = parser.add_argument_group("SWA")
+    group.add_argument("--swa", action="store_true", help="average the weights")
+    group.add_argument("--swa_start", type=cli.positive_int, default=None,
+                       help="first epoch (from 1) averaged (default: 161; 1 with --ckpt)")
+    group.add_argument("--swa_lr", type=cli.non_negative_float, default=0.05, help="learning rate while averaging")
+    group.add_argument("--swa_c_epochs", type=cli.positive_int, default=1, help="average every N epochs")
+    return parser
+
+
+def given_flags(argv: list[str]) -> set[str]:
+    """The destinations of the flags written on the command line (not defaulted)."""
+    parser = build_parser()
+    for action in parser._actions:
+        action.default = argparse.SUPPRESS
+    return set(vars(parser.parse_args(argv)))
+
+
+def load_start(args, argv) -> tuple[dict | None, dict | None]:
+    """Read --resume or --ckpt and settle the flags; every bad input is a UserError, before any write."""
+    if args.resume and args.ckpt:
+        raise UserError("give --ckpt to start a run, or --resume to continue one, not both")
+    resume = start = None
+    if args.resume:
+        resume = utils.load_checkpoint(args.resume, kind="model")
+        if "swa_state" not in resume or resume.get("optimizer_state") is None:
+            raise UserError(f"{args.resume} is not a swa.py checkpoint (use --ckpt to start SWA from it)")
+        given, stored = given_flags(argv), resume.get("args") or {}
+        for key in RUN_KEYS:
+            if key not in given and key in stored:
+                setattr(args, key, stored[key])
+        cli.resolve_from_checkpoint(args, resume, args.resume)
+    elif args.ckpt:
+        start = utils.load_checkpoint(args.ckpt, kind="model")
+        cli.resolve_from_checkpoint(args, start, args.ckpt)
+        args.swa = True
+    elif args.model is None:
+        raise UserError("--model is required (or --ckpt / --resume a checkpoint)")
+    args.dataset = args.dataset or "CIFAR10"
+    args.transform = args.transform or "VGG"
+    if args.swa_start is None:
+        args.swa_start = 1 if args.ckpt else 161
+    if args.swa and args.swa_start > args.epochs:
+        raise UserError(f"--swa_start={args.swa_start} is past the last epoch (--epochs={args.epochs}): "
+                        "nothing would be averaged")
+    checkpoint, path = (resume, args.resume) if resume else (start, args.ckpt)
+    if checkpoint is not None:
+        warning = ensembles.split_mismatch(args.use_test, checkpoint, path)
+        if warning:
+            print(f"warning: {warning}", file=sys.stderr)
+    return resume, start
+
+
+def learning_rate(args, epoch: int) -> float:
+    """The rate of epoch ``epoch`` (from 0): constant swa_lr from a checkpoint, else the SWA schedule."""
+    if args.ckpt:
+        return args.swa_lr
+    if args.swa:
+        return ensembles.swa_learning_rate(epoch, args.lr_init, args.epochs, args.swa_start, args.swa_lr)
+    return ensembles.swa_learning_rate(epoch, args.lr_init, args.epochs)
+
+
+def main(argv=None) -> None:
+    argv = sys.argv[1:] if argv is None else argv
+    args = build_parser().parse_args(argv)
+    resume, start = load_start(args, argv)
+    device = cli.device_of(args)
+
+    torch.manual_seed(args.seed)
+    dataset, loaders = cli.load_data(args, device)
+    for ckpt, path in ((resume, args.resume), (start, args.ckpt)):
+        if ckpt is not None and ckpt["num_classes"] != dataset.num_classes:
+            raise UserError(f"{path} has {ckpt['num_classes']} classes, {args.dataset} has {dataset.num_classes}")
+    model = cli.build_model(args.model, dataset, device, args.channels_last)
+    optimizer = torch.optim.SGD(model.parameters(), lr=args.lr_init, momentum=args.momentum, weight_decay=args.wd)
+    source = resume or start
+    if source is not None:
+        model.load_state_dict(source["model_state"])
+        if source.get("optimizer_state") is not None:
+            optimizer.load_state_dict(source["optimizer_state"])
+            for group in optimizer.param_groups:  # the loaded state brought its own hyperparameters
+                group.update(momentum=args.momentum, weight_decay=args.wd)
+    average = ensembles.averaged_model(model) if args.swa else None
+    start_epoch = 0
+    if resume is not None:
+        if average is not None and resume["swa_state"] is not None:
+            ensembles.load_average(average, resume["swa_state"], resume["swa_n"])
+        utils.set_rng_state(resume["rng_state"])
+        start_epoch = resume["epoch"]
+
+    record = utils.RunRecord(args.dir, vars(args), resume_epoch=start_epoch if resume else None)
+    forward = cli.maybe_compile(model, args.compile)
+
+    def swa_n() -> int:
+        return int(average.n_averaged) if average is not None else 0
+
+    def save(epoch: int) -> None:
+        utils.save_checkpoint(utils.checkpoint_path(args.dir, epoch), utils.model_checkpoint(
+            args.model, model, num_classes=dataset.num_classes, model_kwargs=cli.model_kwargs(dataset),
+            dataset=args.dataset, transform=args.transform, epoch=epoch, optimizer=optimizer, args=vars(args),
+            swa_state=average.module.state_dict() if average is not None else None, swa_n=swa_n()))
+
+    def evaluate_average(epoch: int) -> dict:
+        # The average's BatchNorm statistics belong to none of the averaged models: recompute
+        # them with one pass over the training data (the epoch's batches, so a resumed run agrees).
+        loaders["train"].set_epoch(epoch)
+        utils.update_bn(average.module, loaders["train"], amp=args.amp)
+        return utils.evaluate(average.module, loaders["test"], amp=args.amp)
+
+    if start_epoch == 0:
+        save(0)
+    mode = "from " + args.ckpt if args.ckpt else "from scratch"
+    print(f"{'SWA' if args.swa else 'SGD'} {mode}: {args.epochs} epochs"
+          + (f", averaging from epoch {args.swa_start} every {args.swa_c_epochs}" if args.swa else ""), flush=True)
+    table = cli.Table(["ep", "lr", "tr_loss", "tr_acc", "te_nll", "te_acc", "swa_n", "swa_nll", "swa_acc", "time"])
+    test, swa = {}, {}
+    for epoch in range(start_epoch, args.epochs):
+        started = time.time()
+        lr = learning_rate(args, epoch)
+        utils.set_learning_rate(optimizer, lr)
+        loaders["train"].set_epoch(epoch)
+        try:
+            train = utils.train_epoch(forward, cli.progress(loaders["train"], f"epoch {epoch + 1}"),
+                                      optimizer, amp=args.amp)
+        except DivergedError as exc:
+            raise DivergedError(f"epoch {epoch + 1}: {exc}; the checkpoints written so far are kept") from exc
+        if average is not None and ensembles.joins_average(epoch + 1, args.swa_start, args.swa_c_epochs):
+            average.update_parameters(model)
+        last = epoch + 1 == args.epochs
+        test, swa = {}, {}
+        if epoch == 0 or (epoch + 1) % args.eval_freq == 0 or last:
+            test = utils.evaluate(forward, loaders["test"], amp=args.amp)
+            if swa_n() > 0:
+                swa = evaluate_average(epoch)
+        row = {"ep": epoch + 1, "lr": lr, "tr_loss": train["loss"], "tr_acc": train["accuracy"],
+               "te_nll": test.get("nll"), "te_acc": test.get("accuracy"), "swa_n": swa_n(),
+               "swa_nll": swa.get("nll"), "swa_acc": swa.get("accuracy"), "time": time.time() - started}
+        table.print(row)
+        record.log({"epoch": epoch + 1, "lr": lr, "train_loss": train["loss"], "train_acc": train["accuracy"],
+                    "test_nll": test.get("nll"), "test_acc": test.get("accuracy"), "swa_n": swa_n(),
+                    "swa_test_nll": swa.get("nll"), "swa_test_acc": swa.get("accuracy"), "time": row["time"]})
+        if (epoch + 1) % args.save_freq == 0 or last:
+            save(epoch + 1)  # after the BN update: the saved random state is where the next epoch starts
+
+    if not test:  # resumed from the last epoch: evaluate what was loaded
+        test = utils.evaluate(forward, loaders["test"], amp=args.amp)
+        if swa_n() > 0:
+            swa = evaluate_average(args.epochs - 1)
+    if swa_n() > 0:
+        utils.save_checkpoint(os.path.join(args.dir, "swa.pt"), utils.model_checkpoint(
+            args.model, average.module, num_classes=dataset.num_classes, model_kwargs=cli.model_kwargs(dataset),
+            dataset=args.dataset, transform=args.transform, epoch=args.epochs, args=vars(args)))
+    record.summary({"swa_n": swa_n(), "swa_test_acc": swa.get("accuracy"), "swa_test_nll": swa.get("nll"),
+                    "sgd_test_acc": test["accuracy"], "sgd_test_nll": test["nll"]})
+
+
+if __name__ == "__main__":
+    cli.run(main)
