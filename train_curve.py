@@ -1,0 +1,206 @@
+"""Fit a Bezier or polygonal-chain curve between two trained networks (Garipov et al., 2018).
+
+The paper's VGG16 / CIFAR-10 Bezier curve, with the original README's command
+(train_curve.py takes the same flags; train.py hands over to it when --curve is given):
+
+    python train.py --dir=runs/vgg16-curve --dataset=CIFAR10 --use_test --transform=VGG \
+        --data_path=data --model=VGG16 --curve=Bezier --num_bends=3 \
+        --init_start=runs/vgg16-seed1/checkpoint-200.pt --init_end=runs/vgg16-seed2/checkpoint-200.pt \
+        --fix_start --fix_end --epochs=600 --lr=0.015 --wd=5e-4
+
+On DIGITS in a minute on a CPU (endpoints from train.py with --seed=1 and --seed=2):
+
+    python train_curve.py --dir=runs/digits-curve --dataset=DIGITS --use_test --model=ConvFC \
+        --curve=Bezier --num_bends=3 --init_start=runs/ep1/checkpoint-20.pt \
+        --init_end=runs/ep2/checkpoint-20.pt --fix_start --fix_end --epochs=10
+
+Training draws one t ~ U(0, 1) per mini-batch and adds 0.5 * wd * ||phi(t)||^2 to the
+loss (the optimizer has no weight decay). Evaluation during training: after each
+epoch, the curve's midpoint t = 0.5 on the test (or validation) set. For a model
+with BatchNorm its running statistics are first recomputed at t = 0.5 with one
+pass over the un-augmented training data: the statistics accumulated while
+training mix all t's and fit none. Use eval_curve.py for the whole curve.
+"""
+from __future__ import annotations
+
+import argparse
+import time
+
+import torch
+
+import cli
+import curves
+import utils
+from errors import DivergedError, UserError
+
+EVAL_T = 0.5  # the point evaluated after every epoch
+
+
+def num_bends_type(text: str) -> int:
+    value = int(text)
+    if value < 2:
+        raise argparse.ArgumentTypeError(f"a curve needs at least 2 bends (got {value})")
+    return value
+
+
+def build_parser() -> cli.ArgumentParser:
+    parser = cli.ArgumentParser(description="Fit a curve between two networks (mode connectivity).")
+    cli.add_run_arguments(parser)
+    cli.add_data_arguments(parser, from_checkpoint=True)
+    cli.add_model_argument(parser, required=False)
+    group = parser.add_argument_group("Curve")
+    group.add_argument("--curve", choices=sorted(curves.CURVES), default=None,
+                       help="curve type (default: the --resume checkpoint's)")
+    group.add_argument("--num_bends", type=num_bends_type, default=None,
+                       help="number of bends, endpoints included (default: 3)")
+    group.add_argument("--init_start", default=None, metavar="CKPT", help="model checkpoint for the start")
+    group.add_argument("--init_end", default=None, metavar="CKPT", help="model checkpoint for the end")
+    group.add_argument("--fix_start", action="store_true", help="do not train the start bend")
+    group.add_argument("--fix_end", action="store_true", help="do not train the end bend")
+    group.add_argument("--init_linear_off", action="store_true",
+                       help="keep the middle bends' random initialisation (default: on the segment)")
+    group = parser.add_argument_group("Optimisation")
+    group.add_argument("--epochs", type=cli.positive_int, default=200, help="number of epochs")
+    group.add_argument("--lr", type=cli.non_negative_float, default=0.01, help="initial learning rate")
+    group.add_argument("--wd", type=cli.non_negative_float, default=1e-4,
+                       help="weight decay: 0.5 * wd * ||phi(t)||^2 at the sampled t")
+    group.add_argument("--momentum", type=cli.non_negative_float, default=0.9, help="SGD momentum")
+    group.add_argument("--save_freq", type=cli.positive_int, default=50, help="checkpoint every N epochs")
+    group.add_argument("--resume", default=None, metavar="CKPT", help="curve checkpoint to continue from")
+    return parser
+
+
+def resolve_arguments(args) -> dict:
+    """Fill what the checkpoints determine; return the endpoint checkpoints by position ('start', 'end')."""
+    if args.resume:
+        ckpt = utils.load_checkpoint(args.resume, kind="curve")
+        cli.resolve_from_checkpoint(args, ckpt, args.resume,
+                                    ("model", "dataset", "transform", "curve", "num_bends"))
+        for flag in ("fix_start", "fix_end"):
+            if getattr(args, flag) and not ckpt[flag]:
+                raise UserError(f"--{flag} contradicts {args.resume}, whose curve has a free {flag[4:]}")
+            setattr(args, flag, ckpt[flag])
+        return {"resume": ckpt}
+    if args.curve is None:
+        raise UserError("--curve is required (or --resume a curve checkpoint)")
+    args.num_bends = args.num_bends or 3
+    found = {}
+    for which, path in (("start", args.init_start), ("end", args.init_end)):
+        if path:
+            ckpt = utils.load_checkpoint(path, kind="model", model=args.model)
+            cli.resolve_from_checkpoint(args, ckpt, path)  # model, dataset, transform
+            found[which] = ckpt
+    if "start" in found and "end" in found and found["start"]["num_classes"] != found["end"]["num_classes"]:
+        raise UserError(f"the endpoints have {found['start']['num_classes']} and {found['end']['num_classes']} "
+                        "classes: they must be networks for the same data")
+    if args.model is None:
+        raise UserError("--model is required (or --init_start / --init_end checkpoints)")
+    for which in ("start", "end"):
+        if getattr(args, f"fix_{which}") and which not in found:
+            raise UserError(f"--fix_{which} keeps the {which} fixed, so it needs --init_{which} CKPT")
+    if args.fix_start and args.fix_end and args.num_bends == 2:
+        raise UserError("a 2-bend curve with both ends fixed has nothing to train: use --num_bends 3 or more")
+    return found
+
+
+def build_curve(args, dataset, device, endpoints: dict) -> curves.CurveModel:
+    """The curve with every bend set: endpoints from checkpoints (by name), middle bends on the segment.
+
+    A bend that nothing else sets gets its own random initialisation, as in the original code.
+    """
+    for which, ckpt in endpoints.items():
+        if ckpt["num_classes"] != dataset.num_classes:
+            raise UserError(f"{getattr(args, 'init_' + which)} has {ckpt['num_classes']} classes, "
+                            f"but {dataset.name} has {dataset.num_classes}")
+        if ckpt["model_kwargs"] != cli.model_kwargs(dataset):
+            raise UserError(f"{getattr(args, 'init_' + which)} was built for {ckpt['model_kwargs']}, "
+                            f"but {dataset.name} has {cli.model_kwargs(dataset)}")
+    module = cli.build_model(args.model, dataset, device, args.channels_last)
+    curve = curves.CurveModel(module, args.curve, args.num_bends, args.fix_start, args.fix_end)
+    last = args.num_bends - 1
+    linear = not args.init_linear_off and "resume" not in endpoints
+    for k in range(1, args.num_bends):
+        set_later = (k == last and "end" in endpoints) or (0 < k < last and linear)
+        if not set_later:
+            curve.load_bend(k, cli.build_model(args.model, dataset, "cpu").state_dict())
+    if "resume" in endpoints:
+        curve.load_state_dict(endpoints["resume"]["model_state"])
+        return curve
+    for k, which in ((0, "start"), (last, "end")):
+        if which in endpoints:
+            curve.load_bend(k, endpoints[which]["model_state"])
+    if linear:
+        curve.init_linear()
+    return curve
+
+
+def evaluate_at(curve: curves.CurveModel, t: float, loader, train_loader, amp: bool) -> dict:
+    """Loss, NLL and accuracy of the curve at t on ``loader``, BatchNorm statistics recomputed at t first."""
+    forward = curve.at(t)
+    if utils.has_batchnorm(curve):
+        utils.update_bn(curve, train_loader, forward=forward, amp=amp)
+    curve.eval()  # evaluate() puts only nn.Modules in eval mode, and a lambda is not one
+    return utils.evaluate(forward, loader, amp=amp)
+
+
+def main(argv=None) -> None:
+    args = build_parser().parse_args(argv)
+    device = cli.device_of(args)
+    endpoints = resolve_arguments(args)
+    args.dataset, args.transform = args.dataset or "CIFAR10", args.transform or "VGG"
+
+    torch.manual_seed(args.seed)
+    dataset, loaders = cli.load_data(args, device)
+    curve = build_curve(args, dataset, device, endpoints)
+    # free bends only: fixed endpoints are buffers. No optimizer weight decay: the L2 term is on phi(t).
+    optimizer = torch.optim.SGD(curve.parameters(), lr=args.lr, momentum=args.momentum, weight_decay=0.0)
+    start_epoch, ckpt = 0, endpoints.get("resume")
+    if ckpt is not None:
+        optimizer.load_state_dict(ckpt["optimizer_state"])
+        utils.set_rng_state(ckpt["rng_state"])
+        start_epoch = ckpt["epoch"]
+
+    record = utils.RunRecord(args.dir, vars(args), resume_epoch=start_epoch if ckpt else None)
+    forward = cli.maybe_compile(curve, args.compile)
+    regularizer = curve.regularizer(args.wd)
+
+    def save(epoch: int) -> None:
+        utils.save_checkpoint(utils.checkpoint_path(args.dir, epoch), curves.curve_checkpoint(
+            curve, args.model, num_classes=dataset.num_classes, model_kwargs=cli.model_kwargs(dataset),
+            dataset=args.dataset, transform=args.transform, epoch=epoch, optimizer=optimizer,
+            args=vars(args)))
+
+    if start_epoch == 0:
+        save(0)
+    table = cli.Table(["ep", "lr", "tr_loss", "tr_nll", "tr_acc", "te_nll@.5", "te_acc@.5", "time"])
+    row = None
+    for epoch in range(start_epoch, args.epochs):
+        started = time.time()
+        lr = utils.learning_rate_schedule(args.lr, epoch, args.epochs)
+        utils.set_learning_rate(optimizer, lr)
+        loaders["train"].set_epoch(epoch)
+        try:
+            train = utils.train_epoch(forward, cli.progress(loaders["train"], f"epoch {epoch + 1}"),
+                                      optimizer, regularizer=regularizer, amp=args.amp)
+        except DivergedError as exc:
+            raise DivergedError(f"epoch {epoch + 1}: {exc}; the checkpoints written so far are kept") from exc
+        test = evaluate_at(curve, EVAL_T, loaders["test"], loaders["train_eval"], args.amp)
+        row = {"ep": epoch + 1, "lr": lr, "tr_loss": train["loss"], "tr_nll": train["nll"],
+               "tr_acc": train["accuracy"], "te_nll@.5": test["nll"], "te_acc@.5": test["accuracy"],
+               "time": time.time() - started}
+        table.print(row)
+        record.log({"epoch": epoch + 1, "lr": lr, "train_loss": train["loss"], "train_nll": train["nll"],
+                    "train_acc": train["accuracy"], "test_t": EVAL_T, "test_nll": test["nll"],
+                    "test_acc": test["accuracy"], "time": row["time"]})
+        if (epoch + 1) % args.save_freq == 0 or epoch + 1 == args.epochs:
+            save(epoch + 1)
+
+    if row is None:  # resumed from the last epoch: the loaded curve's figures at t = 0.5
+        train = evaluate_at(curve, EVAL_T, loaders["train_eval"], loaders["train_eval"], args.amp)
+        train["loss"] += float(curve.l2(args.wd, EVAL_T))
+        row = {"ep": start_epoch, "tr_loss": train["loss"], "tr_acc": train["accuracy"]}
+    record.summary({"epoch": row["ep"], "train_loss": row["tr_loss"], "train_acc": row["tr_acc"]})
+
+
+if __name__ == "__main__":
+    cli.run(main)
