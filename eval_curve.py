@@ -112,7 +112,7 @@ def evaluate_point(curve, t: float, loaders, wd: float, amp: bool) -> tuple[dict
     logits, labels = utils.predict_logits(forward, loaders["test"], amp=amp)
     probs = F.softmax(logits, dim=1)
     test_nll = F.cross_entropy(logits, labels).item()
-    test_acc = 100.0 * (logits.argmax(1) == labels).float().mean().item()
+    test_acc = 100.0 * (logits.argmax(1) == labels).sum().item() / len(labels)  # as utils.evaluate: exact count
     return {"t": t, "tr_loss": train["nll"] + l2, "tr_nll": train["nll"], "tr_acc": train["accuracy"],
             "tr_err": 100.0 - train["accuracy"], "te_loss": test_nll + l2, "te_nll": test_nll,
             "te_acc": test_acc, "te_err": 100.0 - test_acc}, probs

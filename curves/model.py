@@ -218,6 +218,13 @@ class CurveModel(nn.Module):
         self._last_sq = sq  # for l2(): the combination is computed once per step
         return functional_call(self.module, self.parameters_at(phi), (x,))
 
+    def at(self, t):
+        """The network at t as a function ``x -> logits``, phi(t) computed once and without gradients:
+        for evaluation and BatchNorm updates, where a forward per batch would recompute it."""
+        with torch.no_grad():
+            params = self.parameters_at(self._combine(t)[1])
+        return lambda x: functional_call(self.module, params, (x,))
+
     def l2(self, wd: float, t=None) -> torch.Tensor:
         """The curve's weight decay 0.5 * wd * ||phi(t)||^2, at the t of the last forward when t is None."""
         if t is not None:
