@@ -180,8 +180,16 @@ class CurveModel(nn.Module):
         """c(t), shape (num_bends,)."""
         return self.coefficient_fn(float(t), self.num_bends)
 
+    # Left out of torch.compile: the coefficients are Python floats, on which a compiled
+    # graph would specialise and recompile at every t; memory-bound foreach ops gain nothing.
+    @torch.compiler.disable
     def _combine(self, t) -> tuple[torch.Tensor, list[torch.Tensor]]:
-        """(0.5 * ||phi(t)||^2, phi(t) as one tensor per parameter)."""
+        """(0.5 * ||phi(t)||^2, phi(t) as one tensor per parameter); t ~ U(0, 1) when None."""
+        if t is None:
+            if not self.training:
+                raise ValueError("a curve in eval mode needs t: call curve(x, t)")
+            # the global CPU generator: checkpoints save its state, so a resumed run draws the same t's
+            t = torch.rand(())
         c = self.coefficients(t).tolist()  # a CPU tensor: no device sync
         fixed = [self.bends[k].tensors() for k in self.fixed_bends]
         free = [p for k in self.free_bends for p in self.bends[k].tensors()]
@@ -209,11 +217,6 @@ class CurveModel(nn.Module):
         return functional_call(self.module, self.parameters_at(w), (x,))
 
     def forward(self, x: torch.Tensor, t=None) -> torch.Tensor:
-        if t is None:
-            if not self.training:
-                raise ValueError("a curve in eval mode needs t: call curve(x, t)")
-            # the global CPU generator: checkpoints save its state, so a resumed run draws the same t's
-            t = torch.rand(())
         sq, phi = self._combine(t)
         self._last_sq = sq  # for l2(): the combination is computed once per step
         return functional_call(self.module, self.parameters_at(phi), (x,))
