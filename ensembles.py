@@ -155,8 +155,9 @@ def plot_ensemble_accuracy(path: str, model_acc: list[float], ens_acc: list[floa
 
     sizes = np.arange(1, len(ens_acc) + 1)
     fig, ax = plt.subplots(figsize=(5, 3.5), dpi=120)
-    ax.plot(sizes, model_acc, "o", color="tab:gray", label="single model")
-    ax.plot(sizes, ens_acc, "-o", color="tab:red", label="ensemble")
+    ax.plot(sizes, ens_acc, "-o", color="tab:red", markersize=4, label="ensemble")
+    # hollow and on top, so that a member as accurate as the ensemble stays visible
+    ax.plot(sizes, model_acc, "o", color="tab:gray", markerfacecolor="none", markersize=9, label="single model")
     ax.set_xlabel(xlabel)
     ax.set_ylabel("test accuracy (%)")
     if title:
