@@ -42,14 +42,14 @@ def build_parser() -> cli.ArgumentParser:
 def main(argv=None) -> None:
     argv = sys.argv[1:] if argv is None else argv
     args, _ = build_parser().parse_known_args(argv)
-    if args.curve is not None:  # the original train.py fitted curves too: hand over
-        import train_curve
+    ckpt = utils.load_checkpoint(args.resume) if args.resume else None
+    if args.curve is not None or (ckpt is not None and ckpt["kind"] == "curve"):
+        import train_curve  # the original train.py fitted curves too: hand over
+
         return train_curve.main(argv)
     args = build_parser().parse_args(argv)
     device = cli.device_of(args)
-    ckpt = None
-    if args.resume:
-        ckpt = utils.load_checkpoint(args.resume, kind="model")
+    if ckpt is not None:  # a 'model' checkpoint: curves went to train_curve above
         cli.resolve_from_checkpoint(args, ckpt, args.resume)
     elif args.model is None:
         raise UserError("--model is required (or --resume a checkpoint)")
