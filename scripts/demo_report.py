@@ -26,12 +26,17 @@ import ensembles  # noqa: E402
 RUNS = ("endpoint-1", "endpoint-2", "segment", "curve-eval", "fge", "swa", "ind")
 
 
+def fail(message: str) -> None:
+    print(f"error: {message}", file=sys.stderr)
+    sys.exit(2)
+
+
 def read_summaries(folder: str) -> dict:
     summaries = {}
     for run in RUNS:
         path = os.path.join(folder, run, "summary.json")
         if not os.path.isfile(path):
-            sys.exit(f"error: {path} is missing: run scripts/demo.sh first")
+            fail(f"{path} is missing: run scripts/demo.sh first")
         with open(path) as f:
             summaries[run] = json.load(f)
     return summaries
@@ -99,5 +104,5 @@ def plot_fge(folder: str) -> None:
 
 if __name__ == "__main__":
     if len(sys.argv) != 2:
-        sys.exit("error: usage: python scripts/demo_report.py RUN_DIR")
+        fail("usage: python scripts/demo_report.py RUN_DIR")
     report(sys.argv[1])

@@ -1,0 +1,59 @@
+"""scripts/demo.sh in --dry-run mode (its commands parse), and demo_report.py on runs the test writes."""
+import importlib
+import json
+import os
+import shlex
+import subprocess
+
+import numpy as np
+
+from conftest import ROOT, run_script
+
+
+def demo_commands(out: str) -> list[list[str]]:
+    result = subprocess.run(["bash", os.path.join(ROOT, "scripts", "demo.sh"), out, "--dry-run"],
+                            capture_output=True, text=True, timeout=60, env={**os.environ, "PYTHON": "python"})
+    assert result.returncode == 0, result.stderr
+    return [shlex.split(line)[1:] for line in result.stdout.splitlines() if line.startswith("python ")]
+
+
+def test_demo_dry_run_commands_parse(tmp_path):
+    commands = demo_commands(str(tmp_path))
+    scripts = [c[0] for c in commands]
+    assert scripts == ["train.py", "train.py", "eval_curve.py", "train.py", "eval_curve.py", "fge.py", "swa.py",
+                       "eval_ensemble.py", "scripts/demo_report.py"]
+    assert not os.listdir(tmp_path)  # a dry run writes nothing
+    for script, *flags in commands[:-1]:
+        target = "train_curve" if script == "train.py" and "--curve=Bezier" in flags else script[:-3]
+        importlib.import_module(target).build_parser().parse_args(flags)  # exits 2 on a bad flag
+        assert all(f.startswith(f"--dir={tmp_path}") for f in flags if f.startswith("--dir"))
+
+
+def _write_run(folder, name, summary):
+    os.makedirs(folder / name, exist_ok=True)
+    (folder / name / "summary.json").write_text(json.dumps(summary))
+
+
+def test_demo_report_table_and_summary(tmp_path):
+    for seed, acc in ((1, 98.0), (2, 97.5)):
+        _write_run(tmp_path, f"endpoint-{seed}", {"test_acc": acc, "test_nll": 0.1})
+    ts = np.linspace(0, 1, 5)
+    for name, peak in (("segment", 80.0), ("curve-eval", 3.0)):
+        err = np.array([2.0, 2.5, peak, 2.5, 2.5])
+        _write_run(tmp_path, name, {"test_err": {"max": peak}, "test_nll": {"max": 1.0}})
+        np.savez(tmp_path / name / "curve.npz", ts=ts, te_err=err)
+    _write_run(tmp_path, "fge", {"ens_acc": 98.5, "ens_nll": 0.05, "ensemble_size": 2})
+    (tmp_path / "fge" / "metrics.csv").write_text(
+        "epoch,snapshot,test_acc,ens_acc\n1,1,98.0,98.0\n2,0,97.0,\n3,1,98.2,98.5\n")
+    _write_run(tmp_path, "swa", {"swa_test_acc": 98.2, "swa_test_nll": 0.06, "swa_n": 5})
+    _write_run(tmp_path, "ind", {"ens_acc": 98.4, "ens_nll": 0.07})
+    result = run_script("scripts/demo_report.py", tmp_path)
+    assert "Bezier curve, worst point" in result.stdout
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert summary["endpoint_test_err"] == [2.0, 2.5]
+    assert summary["segment_max_test_err"] == 80.0 and summary["curve_max_test_err"] == 3.0
+    assert summary["segment_barrier"] == 77.5 and summary["curve_barrier"] == 0.5
+    assert abs(summary["fge_test_err"] - 1.5) < 1e-9 and abs(summary["swa_test_err"] - 1.8) < 1e-9
+    assert abs(summary["ind_ensemble_test_err"] - 1.6) < 1e-9
+    assert (tmp_path / "curve_vs_segment.png").stat().st_size > 0
+    assert (tmp_path / "fge_ensemble.png").stat().st_size > 0
