@@ -12,7 +12,7 @@ epochs of a 200-epoch training run are spent on 2-epoch cycles, 20 snapshots:
 On DIGITS in a few seconds, 4 cycles from 80% of a 20-epoch run:
 
     python train.py --dir=runs/sgd --dataset=DIGITS --model=ConvFC --epochs=20 --use_test --save_freq=16
-    python fge.py --dir=runs/fge --ckpt=runs/sgd/checkpoint-16.pt --epochs=4 --cycle=2 --lr_1=0.01 --lr_2=0.0005
+    python fge.py --dir=runs/fge --ckpt=runs/sgd/checkpoint-16.pt --epochs=8 --cycle=2 --lr_1=0.01 --lr_2=0.0005
 
 Snapshots are written as fge-<epoch>.pt (plain model checkpoints; <epoch> counts
 the checkpoint's epochs too, as in the original code), ensemble.png plots the
