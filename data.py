@@ -2,8 +2,9 @@
 
 A dataset is loaded once into ``(N, C, H, W)`` uint8 images and ``(N,)`` int64
 labels. ``Loader`` draws each epoch's order, crop offsets and flips with a few
-tensor calls and cuts every batch out of the padded images with one gather, on
-whatever device the tensors live on: no DataLoader, no PIL, no per-image Python.
+tensor calls and cuts the epoch's crops out of the padded images with one
+``index_select`` per distinct (crop, flip), on whatever device the tensors live
+on: no DataLoader, no PIL, no per-image Python.
 
 Datasets:
 - ``CIFAR10`` / ``CIFAR100``: the python-version batches, read from
@@ -193,7 +194,8 @@ class Loader:
     ``flip``, a coin flip for mirroring. The randomness of epoch ``e`` comes from
     a generator seeded with ``(seed, e)``, so a resumed run sees the same batches
     as an uninterrupted one. Call ``set_epoch`` before iterating, as with
-    ``DistributedSampler``.
+    ``DistributedSampler``. An augmented epoch holds one uint8 copy of its crops
+    on the device (150 MB for CIFAR's 50000 images).
     """
 
     def __init__(self, data: ImageSet, batch_size: int, mean, std, *, device="cpu",
@@ -226,32 +228,65 @@ class Loader:
         self.epoch = epoch
 
     def _draws(self):
-        """This epoch's permutation, crop offsets and flips, drawn on the CPU for reproducibility."""
+        """This epoch's permutation, crop offsets and flips (per image id), on the device."""
+        to = lambda t: None if t is None else t.to(self.device, non_blocking=True)  # noqa: E731
+        return tuple(to(t) for t in self._cpu_draws())
+
+    def _cpu_draws(self):
+        """The same draws on the CPU, where the generator lives: the same batches on any device."""
         n = len(self.labels)
         g = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
         order = torch.randperm(n, generator=g) if self.shuffle else torch.arange(n)
         if not self.augment:
-            return order.to(self.device), None, None
+            return order, None, None
         offsets = torch.randint(0, 2 * self.padding + 1, (2, n), generator=g)
         flips = torch.rand(n, generator=g) < 0.5 if self.flip else torch.zeros(n, dtype=torch.bool)
-        to = lambda t: t.to(self.device, non_blocking=True)  # noqa: E731
-        return to(order), to(offsets), to(flips)
+        return order, offsets, flips
+
+    def _crops(self, order, offsets, flips):
+        """The epoch's augmented images ``(N, C, H, W)`` uint8, grouped by crop, and each position's row.
+
+        A per-pixel gather (one index per output element) runs at about 25k images/s on
+        a CPU core. Instead the positions are sorted by their (dy, dx, flip), at most
+        (2 * padding + 1)^2 * 2 groups, and each group is cut out with one
+        ``index_select`` of a shifted view: whole rows are copied, about 10x faster.
+        Position k of the epoch is row ``rank[k]`` of the result. The grouping is
+        done on the CPU (the draws live there), so it costs no device sync.
+        """
+        span = 2 * self.padding + 1
+        key = (offsets[0, order] * span + offsets[1, order]) * 2 + flips[order].long()  # per position
+        by_key = key.argsort(stable=True)
+        counts = torch.bincount(key, minlength=span * span * 2).tolist()
+        rank = torch.empty_like(by_key)
+        rank[by_key] = torch.arange(len(by_key))
+        sources = order[by_key].to(self.device, non_blocking=True)
+        crops = torch.empty((len(order),) + self.images.shape[1:2] + (self.size, self.size),
+                            dtype=self.images.dtype, device=self.device)
+        start = 0
+        for k, count in enumerate(counts):
+            if count == 0:
+                continue
+            (dy, dx), flip = divmod(k // 2, span), k % 2
+            rows = crops[start:start + count]
+            shifted = self.images[:, :, dy:dy + self.size, dx:dx + self.size]
+            torch.index_select(shifted, 0, sources[start:start + count], out=rows)
+            if flip:
+                rows.copy_(rows.flip(-1))
+            start += count
+        return crops, rank.to(self.device, non_blocking=True)
 
     def __iter__(self):
-        order, offsets, flips = self._draws()
-        size, ar = self.size, torch.arange(self.size, device=self.device)
-        channels = torch.arange(self.images.shape[1], device=self.device)
+        order, offsets, flips = self._cpu_draws()
+        crops, rank = self._crops(order, offsets, flips) if self.augment else (None, None)
+        order = order.to(self.device, non_blocking=True)
         for start in range(0, len(order), self.batch_size):
             idx = order[start:start + self.batch_size]
-            if offsets is None:
-                x = self.images[idx] if self.shuffle else self.images[start:start + len(idx)]
+            if crops is not None:
+                x = crops.index_select(0, rank[start:start + self.batch_size])
+            elif self.shuffle:
+                x = self.images.index_select(0, idx)
             else:
-                # One gather does crop and flip: row r of image i is padded row dy_i + r,
-                # column c is dx_i + c, or dx_i + (size - 1 - c) when the image is mirrored.
-                rows = offsets[0, idx, None] + ar  # (B, H)
-                cols = offsets[1, idx, None] + torch.where(flips[idx, None], size - 1 - ar, ar)  # (B, W)
-                x = self.images[idx[:, None, None, None], channels[None, :, None, None],
-                                rows[:, None, :, None], cols[:, None, None, :]]
+                x = self.images[start:start + len(idx)]
             x = x.float().mul_(self.scale).add_(self.shift)
             if self.channels_last:
                 x = x.contiguous(memory_format=torch.channels_last)
