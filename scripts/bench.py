@@ -46,7 +46,7 @@ SIZES = {
     "full": dict(pipeline=50000, train=5120, point_train=5120, point_test=2048, vgg_batch=128,
                  repeats=3, matmul=4096),
     "quick": dict(pipeline=10240, train=2560, point_train=2560, point_test=1024, vgg_batch=128,
-                  repeats=2, matmul=2048),
+                  repeats=3, matmul=2048),
     # a smoke run for the tests: every figure is written, none means anything
     "tiny": dict(pipeline=256, train=128, point_train=128, point_test=64, vgg_batch=4, repeats=1, matmul=64),
 }
