@@ -107,7 +107,8 @@ def evaluate_point(curve, t: float, loaders, wd: float, amp: bool) -> tuple[dict
     if utils.has_batchnorm(curve):
         utils.update_bn(curve, loaders["train_eval"], forward=forward, amp=amp)
     curve.eval()
-    l2 = float(curve.l2(wd, t))
+    with torch.no_grad():
+        l2 = float(curve.l2(wd, t))
     train = utils.evaluate(forward, loaders["train_eval"], amp=amp)
     logits, labels = utils.predict_logits(forward, loaders["test"], amp=amp)
     probs = F.softmax(logits, dim=1)
@@ -121,14 +122,12 @@ def evaluate_point(curve, t: float, loaders, wd: float, amp: bool) -> tuple[dict
 def write_outputs(directory: str, records: list[dict]) -> None:
     """curve.npz (arrays built once from the records), curve.csv and curve.png."""
     arrays = {key: np.array([r["t" if key == "ts" else key] for r in records]) for key in COLUMNS}
-    tmp = os.path.join(directory, ".tmp-curve.npz")
-    np.savez(tmp, **arrays)
-    os.replace(tmp, os.path.join(directory, "curve.npz"))
-    with open(os.path.join(directory, ".tmp-curve.csv"), "w", newline="") as f:
+    with utils.atomic_open(os.path.join(directory, "curve.npz"), "wb") as f:
+        np.savez(f, **arrays)
+    with utils.atomic_open(os.path.join(directory, "curve.csv")) as f:
         writer = csv.DictWriter(f, fieldnames=list(records[0]))
         writer.writeheader()
         writer.writerows(records)
-    os.replace(os.path.join(directory, ".tmp-curve.csv"), os.path.join(directory, "curve.csv"))
     plot(os.path.join(directory, "curve.png"), arrays)
 
 

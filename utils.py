@@ -198,19 +198,9 @@ def checkpoint_path(directory: str, epoch: int, prefix: str = "checkpoint") -> s
 
 
 def save_checkpoint(path: str, state: dict) -> None:
-    """Write ``state`` to ``path`` atomically: a temporary file in the same folder,
-    then a rename, so that a run killed at any moment leaves the old file intact."""
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".pt", dir=folder)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(state, f)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.remove(tmp)
-        raise
+    """Write ``state`` to ``path`` atomically, so that a run killed at any moment leaves the old file intact."""
+    with atomic_open(path, "wb") as f:
+        torch.save(state, f)
 
 
 def load_checkpoint(path: str, kind: str | None = None, model: str | None = None,
@@ -310,7 +300,7 @@ class RunRecord:
                 os.remove(self.metrics_path)
             return
         fields = list(dict.fromkeys(k for row in self._rows for k in row))
-        with _atomic_open(self.metrics_path) as f:
+        with atomic_open(self.metrics_path) as f:
             writer = csv.DictWriter(f, fieldnames=fields)
             writer.writeheader()
             writer.writerows(self._rows)
@@ -321,10 +311,17 @@ class RunRecord:
 
 
 @contextlib.contextmanager
-def _atomic_open(path: str):
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=os.path.dirname(os.path.abspath(path)))
+def atomic_open(path: str, mode: str = "w"):
+    """Open a temporary file beside ``path`` for writing; on success it is renamed to ``path``.
+
+    A reader, or a run killed at any moment, sees either the old file or the new one,
+    never half of one. ``mode`` is "w" (text) or "wb".
+    """
+    folder = os.path.dirname(os.path.abspath(path))
+    os.makedirs(folder, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=os.path.splitext(path)[1], dir=folder)
     try:
-        with os.fdopen(fd, "w", newline="") as f:
+        with os.fdopen(fd, mode, **({} if "b" in mode else {"newline": ""})) as f:
             yield f
         os.replace(tmp, path)
     except BaseException:
@@ -334,5 +331,5 @@ def _atomic_open(path: str):
 
 
 def _write_atomic(path: str, text: str) -> None:
-    with _atomic_open(path) as f:
+    with atomic_open(path) as f:
         f.write(text)
