@@ -96,11 +96,17 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--compile", action="store_true", help="torch.compile the model")
 
 
-def positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{text} is not a positive integer")
-    return value
+def int_at_least(minimum: int, unit: str = ""):
+    """An argparse type: an int of at least ``minimum`` (of ``unit``, for the message)."""
+    def parse(text: str) -> int:
+        value = int(text)
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"at least {minimum}{' ' + unit if unit else ''} needed (got {value})")
+        return value
+    return parse
+
+
+positive_int = int_at_least(1)
 
 
 def non_negative_float(text: str) -> float:
@@ -165,6 +171,20 @@ def model_kwargs(dataset: data.Dataset) -> dict:
 def maybe_compile(module, enabled: bool):
     """``torch.compile(module)`` when asked; checkpoints keep using the plain module."""
     return torch.compile(module) if enabled else module
+
+
+def train_epoch(forward, loader, optimizer, epoch: int, *, lr: float | None = None, lr_fn=None,
+                regularizer=None, amp: bool = False) -> dict:
+    """One training epoch of a script (``epoch`` from 0): a constant ``lr`` or a per-iteration
+    ``lr_fn``, the epoch's data draws, a progress bar, and a divergence that names the epoch."""
+    if lr is not None:
+        utils.set_learning_rate(optimizer, lr)
+    loader.set_epoch(epoch)
+    try:
+        return utils.train_epoch(forward, progress(loader, f"epoch {epoch + 1}"), optimizer, lr_fn=lr_fn,
+                                 regularizer=regularizer, amp=amp)
+    except DivergedError as exc:
+        raise DivergedError(f"epoch {epoch + 1}: {exc}; the files written so far are kept") from exc
 
 
 # --------------------------------------------------------------------------- output

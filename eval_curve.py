@@ -17,7 +17,6 @@ Writes curve.npz, curve.csv, curve.png, metrics.csv and summary.json in --dir.
 """
 from __future__ import annotations
 
-import argparse
 import csv
 import os
 
@@ -36,11 +35,7 @@ COLUMNS = ["ts", "dl", "tr_loss", "tr_nll", "tr_acc", "tr_err", "te_loss", "te_n
 SUMMARY = {"train_loss": "tr_loss", "train_err": "tr_err", "test_nll": "te_nll", "test_err": "te_err"}
 
 
-def points_type(text: str) -> int:
-    value = int(text)
-    if value < 2:
-        raise argparse.ArgumentTypeError(f"at least 2 points are needed (got {value})")
-    return value
+points_type = cli.int_at_least(2, "points")
 
 
 def build_parser() -> cli.ArgumentParser:

@@ -31,7 +31,7 @@ import torch.nn.functional as F
 import cli
 import ensembles
 import utils
-from errors import DivergedError, UserError
+from errors import UserError
 
 
 def build_parser() -> cli.ArgumentParser:
@@ -123,12 +123,9 @@ def main(argv=None) -> None:
     ens, test = {}, {}
     for epoch in range(args.epochs):  # the cycle arithmetic counts this run's epochs, from 0
         started = time.time()
-        loaders["train"].set_epoch(start_epoch + epoch)
-        try:
-            train = utils.train_epoch(forward, cli.progress(loaders["train"], f"epoch {epoch + 1}"), optimizer,
-                                      lr_fn=lambda fraction: lr_at(epoch, fraction), amp=args.amp)
-        except DivergedError as exc:
-            raise DivergedError(f"epoch {epoch + 1}: {exc}; the snapshots written so far are kept") from exc
+        # the data draws continue the checkpoint's epochs; the cycle counts this run's
+        train = cli.train_epoch(forward, loaders["train"], optimizer, start_epoch + epoch,
+                                lr_fn=lambda fraction: lr_at(epoch, fraction), amp=args.amp)
         logits, labels = utils.predict_logits(forward, loaders["test"], amp=args.amp)
         probs = F.softmax(logits, dim=1).cpu().numpy()
         labels = labels.cpu().numpy()

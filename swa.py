@@ -31,7 +31,7 @@ import torch
 import cli
 import ensembles
 import utils
-from errors import DivergedError, UserError
+from errors import UserError
 
 # Flags that shape the run: on --resume those not given again are the checkpoint's.
 RUN_KEYS = ("epochs", "lr_init", "wd", "momentum", "swa", "swa_start", "swa_lr", "swa_c_epochs",
@@ -171,13 +171,7 @@ def main(argv=None) -> None:
     for epoch in range(start_epoch, args.epochs):
         started = time.time()
         lr = learning_rate(args, epoch)
-        utils.set_learning_rate(optimizer, lr)
-        loaders["train"].set_epoch(epoch)
-        try:
-            train = utils.train_epoch(forward, cli.progress(loaders["train"], f"epoch {epoch + 1}"),
-                                      optimizer, amp=args.amp)
-        except DivergedError as exc:
-            raise DivergedError(f"epoch {epoch + 1}: {exc}; the checkpoints written so far are kept") from exc
+        train = cli.train_epoch(forward, loaders["train"], optimizer, epoch, lr=lr, amp=args.amp)
         if average is not None and ensembles.joins_average(epoch + 1, args.swa_start, args.swa_c_epochs):
             average.update_parameters(model)
         last = epoch + 1 == args.epochs

@@ -20,7 +20,7 @@ import torch
 
 import cli
 import utils
-from errors import DivergedError, UserError
+from errors import UserError
 
 
 def build_parser() -> cli.ArgumentParser:
@@ -81,13 +81,7 @@ def main(argv=None) -> None:
     for epoch in range(start_epoch, args.epochs):
         started = time.time()
         lr = utils.learning_rate_schedule(args.lr, epoch, args.epochs)
-        utils.set_learning_rate(optimizer, lr)
-        loaders["train"].set_epoch(epoch)
-        try:
-            train = utils.train_epoch(forward, cli.progress(loaders["train"], f"epoch {epoch + 1}"),
-                                      optimizer, amp=args.amp)
-        except DivergedError as exc:
-            raise DivergedError(f"epoch {epoch + 1}: {exc}; the checkpoints written so far are kept") from exc
+        train = cli.train_epoch(forward, loaders["train"], optimizer, epoch, lr=lr, amp=args.amp)
         test = utils.evaluate(forward, loaders["test"], amp=args.amp)
         row = {"ep": epoch + 1, "lr": lr, "tr_loss": train["loss"], "tr_acc": train["accuracy"],
                "te_nll": test["nll"], "te_acc": test["accuracy"], "time": time.time() - started}

@@ -23,7 +23,6 @@ training mix all t's and fit none. Use eval_curve.py for the whole curve.
 """
 from __future__ import annotations
 
-import argparse
 import time
 
 import torch
@@ -31,16 +30,12 @@ import torch
 import cli
 import curves
 import utils
-from errors import DivergedError, UserError
+from errors import UserError
 
 EVAL_T = 0.5  # the point evaluated after every epoch
 
 
-def num_bends_type(text: str) -> int:
-    value = int(text)
-    if value < 2:
-        raise argparse.ArgumentTypeError(f"a curve needs at least 2 bends (got {value})")
-    return value
+num_bends_type = cli.int_at_least(2, "bends")
 
 
 def build_parser() -> cli.ArgumentParser:
@@ -177,13 +172,8 @@ def main(argv=None) -> None:
     for epoch in range(start_epoch, args.epochs):
         started = time.time()
         lr = utils.learning_rate_schedule(args.lr, epoch, args.epochs)
-        utils.set_learning_rate(optimizer, lr)
-        loaders["train"].set_epoch(epoch)
-        try:
-            train = utils.train_epoch(forward, cli.progress(loaders["train"], f"epoch {epoch + 1}"),
-                                      optimizer, regularizer=regularizer, amp=args.amp)
-        except DivergedError as exc:
-            raise DivergedError(f"epoch {epoch + 1}: {exc}; the checkpoints written so far are kept") from exc
+        train = cli.train_epoch(forward, loaders["train"], optimizer, epoch, lr=lr, regularizer=regularizer,
+                                amp=args.amp)
         test = evaluate_at(curve, EVAL_T, loaders["test"], loaders["train_eval"], args.amp)
         row = {"ep": epoch + 1, "lr": lr, "tr_loss": train["loss"], "tr_nll": train["nll"],
                "tr_acc": train["accuracy"], "te_nll@.5": test["nll"], "te_acc@.5": test["accuracy"],

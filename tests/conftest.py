@@ -70,6 +70,19 @@ def assert_user_error(result: subprocess.CompletedProcess, status: int = 2) -> s
     return errors[0]
 
 
+def user_error(capsys, main, *argv) -> str:
+    """The same contract in-process: ``cli.run(main, argv)`` on a bad input, without a subprocess."""
+    import cli
+
+    with pytest.raises(SystemExit) as exit_info:
+        cli.run(main, [str(a) for a in argv])
+    err = capsys.readouterr().err
+    assert exit_info.value.code == 2, err
+    errors = [line for line in err.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and "Traceback" not in err, err
+    return errors[0]
+
+
 @pytest.fixture(scope="session")
 def digits_checkpoint(tmp_path_factory) -> str:
     """A ConvFC trained 3 epochs on DIGITS (test split), shared by tests that need a checkpoint."""

@@ -11,26 +11,14 @@ import numpy as np
 import pytest
 import torch
 
-import cli
 import eval_curve
 import train
 import train_curve
 import utils
-from conftest import assert_user_error, run_script
+from conftest import assert_user_error, run_script, user_error
 from models import build_model
 
 DIGITS = ["--dataset=DIGITS", "--use_test", "--batch_size=128"]  # 12 steps an epoch
-
-
-def user_error(capsys, main, *argv) -> str:
-    """``cli.run(main)`` on a bad input: exit 2, one ``error:`` line on stderr, no traceback."""
-    with pytest.raises(SystemExit) as exit_info:
-        cli.run(main, [str(a) for a in argv])
-    err = capsys.readouterr().err
-    assert exit_info.value.code == 2, err
-    errors = [line for line in err.splitlines() if line.startswith("error:")]
-    assert len(errors) == 1 and "Traceback" not in err, err
-    return errors[0]
 
 
 def random_checkpoint(path, model: str, seed: int, num_classes: int = 10) -> str:

@@ -11,26 +11,14 @@ import os
 import pytest
 import torch
 
-import cli
 import eval_ensemble
 import fge
 import models
 import swa
 import train
-from conftest import assert_user_error, run_script, write_cifar
+from conftest import assert_user_error, run_script, user_error, write_cifar
 
 DIGITS = ["--dataset=DIGITS", "--use_test", "--batch_size=128"]  # 12 steps an epoch
-
-
-def user_error(capsys, main, *argv) -> str:
-    """``cli.run(main)`` on a bad input: exit 2, one ``error:`` line on stderr, no traceback."""
-    with pytest.raises(SystemExit) as exit_info:
-        cli.run(main, [str(a) for a in argv])
-    err = capsys.readouterr().err
-    assert exit_info.value.code == 2, err
-    errors = [line for line in err.splitlines() if line.startswith("error:")]
-    assert len(errors) == 1 and "Traceback" not in err, err
-    return errors[0]
 
 
 def summary(folder) -> dict:

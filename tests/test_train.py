@@ -3,7 +3,6 @@ import csv
 import json
 import os
 
-import pytest
 import torch
 
 from conftest import assert_user_error, run_script, write_cifar
