@@ -78,9 +78,9 @@ def user_error(capsys, main, *argv) -> str:
         cli.run(main, [str(a) for a in argv])
     err = capsys.readouterr().err
     assert exit_info.value.code == 2, err
-    errors = [line for line in err.splitlines() if line.startswith("error:")]
-    assert len(errors) == 1 and "Traceback" not in err, err
-    return errors[0]
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error:") and "Traceback" not in err, err
+    return lines[0]
 
 
 @pytest.fixture(scope="session")

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import torch
 
-import cli
+from conftest import user_error
 import curves
 import plane
 import planes
@@ -60,15 +60,8 @@ def write_curve(path, **kwargs) -> str:
     return str(path)
 
 
-def user_error(capsys, *argv) -> str:
-    """plane.py's contract on bad input, in-process: exit 2, one ``error:`` line, no traceback."""
-    with pytest.raises(SystemExit) as exit_info:
-        cli.run(plane.main, [str(a) for a in argv])
-    err = capsys.readouterr().err
-    assert exit_info.value.code == 2, err
-    lines = [line for line in err.splitlines() if line.strip()]
-    assert len(lines) == 1 and lines[0].startswith("error:") and "Traceback" not in err, err
-    return lines[0]
+def plane_error(capsys, *argv) -> str:
+    return user_error(capsys, plane.main, *argv)
 
 
 # --------------------------------------------------------------------------- geometry
@@ -192,13 +185,13 @@ def test_bad_input_is_one_error_line(tmp_path, capsys):
     d = f"--dir={tmp_path / 'out'}"
     for num_bends in (2, 4):
         path = write_curve(tmp_path / f"curve{num_bends}.pt", num_bends=num_bends)
-        assert "exactly" in user_error(capsys, d, f"--ckpt={path}")
-    assert "does not exist" in user_error(capsys, d, f"--ckpt={tmp_path / 'missing.pt'}")
-    assert "'model' checkpoint" in user_error(capsys, d, f"--ckpt={model}")
-    assert "2 times" in user_error(capsys, d, f"--ckpt={model}", f"--ckpt={other}")
-    assert "ConvFC" in user_error(capsys, d, f"--ckpt={model}", f"--ckpt={other}", f"--ckpt={convfc}")
-    assert "classes" in user_error(capsys, d, f"--ckpt={model}", f"--ckpt={three_classes}", f"--ckpt={other}")
-    assert "collinear" in user_error(capsys, d, f"--ckpt={write_curve(tmp_path / 'lin.pt', linear=True)}")
-    assert "contradicts" in user_error(capsys, d, f"--ckpt={curve}", "--curve=PolyChain")
-    assert "contradicts" in user_error(capsys, d, f"--ckpt={curve}", "--dataset=CIFAR10")
+        assert "exactly" in plane_error(capsys, d, f"--ckpt={path}")
+    assert "does not exist" in plane_error(capsys, d, f"--ckpt={tmp_path / 'missing.pt'}")
+    assert "'model' checkpoint" in plane_error(capsys, d, f"--ckpt={model}")
+    assert "2 times" in plane_error(capsys, d, f"--ckpt={model}", f"--ckpt={other}")
+    assert "ConvFC" in plane_error(capsys, d, f"--ckpt={model}", f"--ckpt={other}", f"--ckpt={convfc}")
+    assert "classes" in plane_error(capsys, d, f"--ckpt={model}", f"--ckpt={three_classes}", f"--ckpt={other}")
+    assert "collinear" in plane_error(capsys, d, f"--ckpt={write_curve(tmp_path / 'lin.pt', linear=True)}")
+    assert "contradicts" in plane_error(capsys, d, f"--ckpt={curve}", "--curve=PolyChain")
+    assert "contradicts" in plane_error(capsys, d, f"--ckpt={curve}", "--dataset=CIFAR10")
     assert not (tmp_path / "out").exists()  # nothing written before the inputs were checked
