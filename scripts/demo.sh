@@ -3,6 +3,7 @@
 #   1. two ConvFC networks trained from different seeds (with a checkpoint at 80% of training);
 #   2. mode connectivity: the straight segment between them (a barrier of high error), and a
 #      Bezier curve fitted between them (error stays low all along);
+#      plane.py draws the loss surface in the plane of the curve (runs/demo/plane/plane.png);
 #   3. FGE from the 80% checkpoint, SWA from scratch with the same epochs as one network, and
 #      the ensemble of the two independent networks (Ind).
 # All outputs go under runs/demo/ (or $1); the closing table is also in runs/demo/summary.json,
@@ -48,6 +49,8 @@ step "a Bezier curve between them (3 bends, the middle one trained 10 epochs)" t
     --init_start="$START" --init_end="$END" --fix_start --fix_end --epochs=10 --lr=0.01 --wd=1e-4
 step "the curve, point by point" eval_curve.py --dir="$OUT/curve-eval" "${DATA[@]}" \
     --ckpt="$OUT/curve/checkpoint-10.pt" --num_points=31
+step "the loss surface in the plane of the curve's three bends" plane.py --dir="$OUT/plane" "${DATA[@]}" \
+    --ckpt="$OUT/curve/checkpoint-10.pt"
 step "FGE: 4 cycles of 2 epochs from endpoint 1 at 80% of its training" fge.py --dir="$OUT/fge" "${DATA[@]}" \
     --ckpt="$OUT/endpoint-1/checkpoint-16.pt" --epochs=8 --cycle=2 --lr_1=0.01 --lr_2=0.0005 --wd=1e-4
 step "SWA from scratch, 20 epochs, averaging from epoch 16" swa.py --dir="$OUT/swa" "${DATA[@]}" \

@@ -20,8 +20,8 @@ def demo_commands(out: str) -> list[list[str]]:
 def test_demo_dry_run_commands_parse(tmp_path):
     commands = demo_commands(str(tmp_path))
     scripts = [c[0] for c in commands]
-    assert scripts == ["train.py", "train.py", "eval_curve.py", "train.py", "eval_curve.py", "fge.py", "swa.py",
-                       "eval_ensemble.py", "scripts/demo_report.py"]
+    assert scripts == ["train.py", "train.py", "eval_curve.py", "train.py", "eval_curve.py", "plane.py", "fge.py",
+                       "swa.py", "eval_ensemble.py", "scripts/demo_report.py"]
     assert not os.listdir(tmp_path)  # a dry run writes nothing
     for script, *flags in commands[:-1]:
         target = "train_curve" if script == "train.py" and "--curve=Bezier" in flags else script[:-3]
