@@ -73,12 +73,15 @@ def test_train_curve_writes_the_contracted_files(mlp_curve, mlp_endpoints):
 
 
 def test_resume_gives_the_same_weights(tmp_path):
-    """PreResNet20 (BatchNorm, updated at t = 0.5 after every epoch): 2 epochs, or 1 and a resume."""
+    """PreResNet20 (BatchNorm, updated at t = 0.5 after every epoch): 2 epochs, or 1 and a resume.
+
+    The resume goes through train.py without --curve: the checkpoint says it is a curve, and
+    the curve's type, bends and fixed ends come from it."""
     ends = [random_checkpoint(tmp_path / f"{s}.pt", "PreResNet20", s) for s in (1, 2)]
-    common = [*DIGITS, "--curve=PolyChain", "--num_bends=3", f"--init_start={ends[0]}", f"--init_end={ends[1]}",
-              "--fix_start", "--epochs=2", "--save_freq=1", "--lr=0.05", "--seed=3"]
-    train_curve.main([f"--dir={tmp_path / 'whole'}", *common])
-    train_curve.main([f"--dir={tmp_path / 'resumed'}", *common, f"--resume={tmp_path / 'whole' / 'checkpoint-1.pt'}"])
+    common = [*DIGITS, "--epochs=2", "--save_freq=1", "--lr=0.05", "--seed=3"]
+    curve = ["--curve=PolyChain", "--num_bends=3", f"--init_start={ends[0]}", f"--init_end={ends[1]}", "--fix_start"]
+    train_curve.main([f"--dir={tmp_path / 'whole'}", *common, *curve])
+    train.main([f"--dir={tmp_path / 'resumed'}", *common, f"--resume={tmp_path / 'whole' / 'checkpoint-1.pt'}"])
     whole = torch.load(tmp_path / "whole" / "checkpoint-2.pt", weights_only=True)
     resumed = torch.load(tmp_path / "resumed" / "checkpoint-2.pt", weights_only=True)
     assert whole["model_state"].keys() == resumed["model_state"].keys()
