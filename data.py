@@ -176,6 +176,22 @@ def _read_batches(folder: str, files: list[str], label_key: str) -> ImageSet:
     return ImageSet(torch.from_numpy(np.concatenate(images)), torch.from_numpy(np.concatenate(labels)))
 
 
+def write_random_cifar(folder: str, name: str, train_images: int, test_images: int, seed: int = 0) -> str:
+    """Random images in ``name``'s python-batch format, written into ``folder``: the
+    tests' and the benchmark's stand-in for CIFAR, which cannot be downloaded everywhere.
+    The training images are split over the official training files."""
+    _, _, train_files, test_files, label_key = _CIFAR[name]
+    rng = np.random.RandomState(seed)
+    sizes = [len(part) for part in np.array_split(np.arange(train_images), len(train_files))] + [test_images]
+    os.makedirs(folder, exist_ok=True)
+    for file, n in zip(train_files + test_files, sizes):
+        batch = {"data": rng.randint(0, 256, (n, 3072), dtype=np.uint8),
+                 label_key: rng.randint(0, _NUM_CLASSES[name], n).tolist(), "batch_label": file}
+        with open(os.path.join(folder, file), "wb") as f:
+            pickle.dump(batch, f)
+    return folder
+
+
 def normalisation(transform: str, channels: int) -> tuple[tuple[float, ...], tuple[float, ...]]:
     """Per-channel (mean, std) of ``--transform``; single-channel data use the channel average."""
     if transform not in NORMALISATIONS:

@@ -20,14 +20,12 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import pickle
 import platform
 import sys
 import tempfile
 import time
 from dataclasses import replace
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 import torchvision
@@ -81,17 +79,8 @@ def race(contenders: dict, repeats: int, device: torch.device) -> dict:
 # --------------------------------------------------------------------------- the original approach
 
 def write_cifar(root: str, n_train: int, n_test: int) -> str:
-    """Random CIFAR-10-shaped python batches (five training files and a test file) under ``root``."""
-    folder = os.path.join(root, "cifar-10-batches-py")
-    os.makedirs(folder, exist_ok=True)
-    rng = np.random.RandomState(0)
-    sizes = [len(part) for part in np.array_split(np.arange(n_train), 5)]
-    files = {f"data_batch_{i}": n for i, n in enumerate(sizes, 1)} | {"test_batch": n_test}
-    for name, n in files.items():
-        batch = {"data": rng.randint(0, 256, (n, 3072), dtype=np.uint8),
-                 "labels": rng.randint(0, 10, n).tolist(), "batch_label": name}
-        with open(os.path.join(folder, name), "wb") as f:
-            pickle.dump(batch, f)
+    """Random CIFAR-10-shaped python batches under ``root/cifar-10-batches-py``, where both sides read them."""
+    data.write_random_cifar(os.path.join(root, "cifar-10-batches-py"), "CIFAR10", n_train, n_test)
     return root
 
 

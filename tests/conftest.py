@@ -2,11 +2,9 @@
 from __future__ import annotations
 
 import os
-import pickle
 import subprocess
 import sys
 
-import numpy as np
 import pytest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -18,24 +16,11 @@ TRAIN_PER_BATCH, TEST_IMAGES = 1020, 200
 
 def write_cifar(root: str, name: str, seed: int = 0, images_per_batch: int = TRAIN_PER_BATCH,
                 test_images: int = TEST_IMAGES) -> str:
-    """Write small files in CIFAR's python-batch format under ``root`` (the original layout):
-    5 training batches of ``images_per_batch`` images (CIFAR-100: one file of 5 times that)."""
-    rng = np.random.RandomState(seed)
-    if name == "CIFAR10":
-        folder = os.path.join(root, "cifar10", "cifar-10-batches-py")
-        files = {f"data_batch_{i}": images_per_batch for i in range(1, 6)}
-        files["test_batch"] = test_images
-        key, classes = "labels", 10
-    else:
-        folder = os.path.join(root, "cifar100", "cifar-100-python")
-        files = {"train": 5 * images_per_batch, "test": test_images}
-        key, classes = "fine_labels", 100
-    os.makedirs(folder, exist_ok=True)
-    for file, n in files.items():
-        batch = {"data": rng.randint(0, 256, size=(n, 3072), dtype=np.uint8),
-                 key: rng.randint(0, classes, size=n).tolist(), "batch_label": file}
-        with open(os.path.join(folder, file), "wb") as f:
-            pickle.dump(batch, f)
+    """Random files in CIFAR's python-batch format under ``root``, in the original code's layout
+    (``root/cifar10/cifar-10-batches-py/``): 5 * ``images_per_batch`` training images."""
+    import data
+
+    data.write_random_cifar(data.cifar_candidate_dirs(name, root)[0], name, 5 * images_per_batch, test_images, seed)
     return root
 
 
