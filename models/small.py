@@ -19,8 +19,11 @@ class ConvFC(nn.Module):
         pool_padding = 0 if image_size >= 23 else 1
         layers, channels = [], in_channels
         for width in (32, 64, 128):
-            layers += [nn.Conv2d(channels, width, 5, padding=2), nn.ReLU(inplace=True),
-                       nn.MaxPool2d(3, 2, padding=pool_padding)]
+            # The paper's conv -> ReLU -> pool, computed as conv -> pool -> ReLU: the same function
+            # and gradients (ReLU is monotone, so it commutes with max), but the ReLU and its
+            # backward run on a quarter of the values: about 5% of a CPU training step.
+            layers += [nn.Conv2d(channels, width, 5, padding=2), nn.MaxPool2d(3, 2, padding=pool_padding),
+                       nn.ReLU(inplace=True)]
             channels = width
         self.conv_part = nn.Sequential(*layers)
         with torch.no_grad():  # the flattened size, for any image size (1152 on CIFAR)

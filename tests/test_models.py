@@ -42,3 +42,20 @@ def test_registry_errors():
         models.build_model("ResNet9000", 10)
     with pytest.raises(ValueError, match="32x32"):
         models.build_model("VGG16", 10, in_channels=1, image_size=8)
+
+
+@pytest.mark.parametrize("channels,size", [(3, 32), (1, 8)])
+def test_convfc_pool_before_relu_is_the_papers_conv_relu_pool(channels, size):
+    """ConvFC runs conv -> pool -> ReLU; the paper's order conv -> ReLU -> pool gives the same
+    outputs and the same gradients, bit for bit."""
+    torch.manual_seed(0)
+    model = models.build_model("ConvFC", 10, channels, size)
+    conv = model.conv_part
+    papers = torch.nn.Sequential(*[conv[i] for i in (0, 2, 1, 3, 5, 4, 6, 8, 7)])
+    x = torch.randn(16, channels, size, size, requires_grad=True)
+    inputs = [x, *conv.parameters()]
+    ours_out, theirs_out = conv(x), papers(x)
+    assert torch.equal(ours_out, theirs_out)
+    ours = torch.autograd.grad(ours_out.square().sum(), inputs)
+    theirs = torch.autograd.grad(theirs_out.square().sum(), inputs)
+    assert all(torch.equal(a, b) for a, b in zip(ours, theirs))
