@@ -22,7 +22,6 @@ import os
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 import cli
 import curves
@@ -96,7 +95,7 @@ def load_curve(args, device):
     return curve, dataset, loaders
 
 
-def evaluate_point(curve, t: float, loaders, wd: float, amp: bool) -> tuple[dict, torch.Tensor]:
+def evaluate_point(curve, t: float, loaders, wd: float, amp: bool) -> tuple[dict, np.ndarray]:
     """The figures of one point, and its test probabilities (N, classes) for the ensemble."""
     forward = curve.at(t)  # phi(t) computed once for all the batches below
     if utils.has_batchnorm(curve):
@@ -105,10 +104,8 @@ def evaluate_point(curve, t: float, loaders, wd: float, amp: bool) -> tuple[dict
     with torch.no_grad():
         l2 = float(curve.l2(wd, t))
     train = utils.evaluate(forward, loaders["train_eval"], amp=amp)
-    logits, labels = utils.predict_logits(forward, loaders["test"], amp=amp)
-    probs = F.softmax(logits, dim=1)
-    test_nll = F.cross_entropy(logits, labels).item()
-    test_acc = 100.0 * (logits.argmax(1) == labels).sum().item() / len(labels)  # as utils.evaluate: exact count
+    test, probs, _ = utils.evaluate_with_predictions(forward, loaders["test"], amp=amp)
+    test_nll, test_acc = test["nll"], test["accuracy"]
     return {"t": t, "tr_loss": train["nll"] + l2, "tr_nll": train["nll"], "tr_acc": train["accuracy"],
             "tr_err": 100.0 - train["accuracy"], "te_loss": test_nll + l2, "te_nll": test_nll,
             "te_acc": test_acc, "te_err": 100.0 - test_acc}, probs
@@ -156,7 +153,7 @@ def main(argv=None) -> None:
     for t in cli.progress(np.linspace(0.0, 1.0, args.num_points).tolist(), "points"):
         with torch.no_grad():
             weights = curve.weights(t)
-        dl = 0.0 if previous is None else torch.linalg.vector_norm(weights - previous).item()
+        dl = 0.0 if previous is None else curves.distance(previous, weights)  # one point's weights held, not all
         previous = weights
         point, probs = evaluate_point(curve, t, loaders, args.wd, args.amp)
         point = {"t": t, "dl": dl, **{k: v for k, v in point.items() if k != "t"}}
@@ -173,7 +170,7 @@ def main(argv=None) -> None:
         summary[name] = curves.summarise([r[key] for r in records], dl)
     if args.ensemble:
         labels = loaders["test"].labels
-        metrics = utils.prediction_metrics((ensemble / len(records)).cpu().numpy(), labels.cpu().numpy())
+        metrics = utils.prediction_metrics(ensemble / len(records), labels.cpu().numpy())
         summary.update({"ens_acc": metrics["accuracy"], "ens_nll": metrics["nll"], "ens_size": len(records)})
         print(f"ensemble of {len(records)} points: accuracy {metrics['accuracy']:.2f}%, NLL {metrics['nll']:.4f}")
     print(f"length {summary['length']:.4f}; " + "; ".join(

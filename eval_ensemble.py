@@ -17,7 +17,6 @@ import sys
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 import cli
 import ensembles
@@ -77,10 +76,9 @@ def main(argv=None) -> None:
         model = utils.model_from_checkpoint(ckpt, device)
         if args.channels_last:
             model.to(memory_format=torch.channels_last)
-        logits, labels = utils.predict_logits(cli.maybe_compile(model, args.compile), loaders["test"], amp=args.amp)
-        nll = F.cross_entropy(logits, labels).item()  # from the logits: exact where a probability underflows
-        probs, labels = F.softmax(logits, dim=1).cpu().numpy(), labels.cpu().numpy()
-        acc = float(100.0 * (probs.argmax(1) == labels).mean())
+        test, probs, labels = utils.evaluate_with_predictions(cli.maybe_compile(model, args.compile),
+                                                              loaders["test"], amp=args.amp)
+        nll, acc = test["nll"], test["accuracy"]
         ensemble.add(probs)
         ens = ensemble.metrics(labels)
         model_acc.append(acc)

@@ -26,7 +26,6 @@ import sys
 import time
 
 import torch
-import torch.nn.functional as F
 
 import cli
 import ensembles
@@ -126,11 +125,7 @@ def main(argv=None) -> None:
         # the data draws continue the checkpoint's epochs; the cycle counts this run's
         train = cli.train_epoch(forward, loaders["train"], optimizer, start_epoch + epoch,
                                 lr_fn=lambda fraction: lr_at(epoch, fraction), amp=args.amp)
-        logits, labels = utils.predict_logits(forward, loaders["test"], amp=args.amp)
-        probs = F.softmax(logits, dim=1).cpu().numpy()
-        labels = labels.cpu().numpy()
-        test = {"nll": F.cross_entropy(logits, torch.as_tensor(labels, device=logits.device)).item(),
-                "accuracy": float(100.0 * (probs.argmax(1) == labels).mean())}
+        test, probs, labels = utils.evaluate_with_predictions(forward, loaders["test"], amp=args.amp)
         snapshot = ensembles.is_snapshot_epoch(epoch, args.cycle, args.schedule)
         if snapshot:  # the lowest rate of the cycle: collect this model
             ensemble.add(probs)

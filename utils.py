@@ -139,14 +139,23 @@ def prediction_metrics(probs: np.ndarray, labels: np.ndarray) -> dict:
     }
 
 
+def evaluate_with_predictions(model: Callable, loader: Iterable, amp: bool = False
+                              ) -> tuple[dict, np.ndarray, np.ndarray]:
+    """``nll``, ``accuracy`` (percent) and ``ece``, with the softmax probabilities and labels
+    behind them (numpy), for callers that also ensemble the predictions."""
+    logits, labels = predict_logits(model, loader, amp)
+    nll = F.cross_entropy(logits, labels).item()
+    probs, labels = F.softmax(logits, dim=1).cpu().numpy(), labels.cpu().numpy()
+    metrics = prediction_metrics(probs, labels)
+    metrics["nll"] = nll  # from the logits: exact even where a probability underflows
+    return metrics, probs, labels
+
+
 def evaluate(model: Callable, loader: Iterable, *, regularizer: Callable[[], torch.Tensor] | None = None,
              amp: bool = False) -> dict:
     """``loss`` (NLL plus the regulariser, if any), ``nll``, ``accuracy`` (percent) and ``ece``."""
-    logits, labels = predict_logits(model, loader, amp)
-    nll = F.cross_entropy(logits, labels).item()
-    probs = F.softmax(logits, dim=1).cpu().numpy()
-    metrics = prediction_metrics(probs, labels.cpu().numpy())
-    metrics["nll"] = nll  # from the logits: exact even where a probability underflows
+    metrics = evaluate_with_predictions(model, loader, amp)[0]
+    nll = metrics["nll"]
     extra = 0.0
     if regularizer is not None:
         with torch.no_grad():

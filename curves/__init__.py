@@ -10,7 +10,7 @@
 """
 from curves.coefficients import CURVES, bezier, polychain
 from curves.model import CurveModel
-from curves.stats import distances, summarise
+from curves.stats import distance, distances, summarise
 
 
 def curve_from_checkpoint(ckpt: dict, device="cpu") -> CurveModel:
@@ -35,5 +35,5 @@ def curve_checkpoint(curve: CurveModel, model_name: str, **fields) -> dict:
                                   fix_end=curve.fix_end)
 
 
-__all__ = ["CURVES", "CurveModel", "bezier", "polychain", "distances", "summarise",
+__all__ = ["CURVES", "CurveModel", "bezier", "polychain", "distance", "distances", "summarise",
            "curve_from_checkpoint", "curve_checkpoint"]

@@ -5,10 +5,14 @@ import numpy as np
 import torch
 
 
+def distance(a: torch.Tensor, b: torch.Tensor) -> float:
+    """The Euclidean distance between two points' flat weights."""
+    return float(torch.linalg.vector_norm(b - a))
+
+
 def distances(weights: list[torch.Tensor]) -> np.ndarray:
-    """dl: 0, then the Euclidean distance between consecutive points' flat weights."""
-    dl = [0.0] + [float(torch.linalg.vector_norm(b - a)) for a, b in zip(weights, weights[1:])]
-    return np.asarray(dl)
+    """dl: 0, then the distance between consecutive points' flat weights."""
+    return np.asarray([0.0] + [distance(a, b) for a, b in zip(weights, weights[1:])])
 
 
 def summarise(values, dl) -> dict:
