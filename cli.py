@@ -28,11 +28,30 @@ class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
 
 
 class ArgumentParser(argparse.ArgumentParser):
-    """argparse whose mistakes are one ``error:`` line and exit status 2, without the usage block."""
+    """argparse whose mistakes are one ``error:`` line and exit status 2, without the usage block.
+
+    Every ``--flag_name`` is also accepted as ``--flag-name``: the original code's users type
+    both (its own scripts mix ``--num-workers`` and ``--use_test``).
+    """
 
     def __init__(self, **kwargs):
         kwargs.setdefault("formatter_class", _HelpFormatter)
+        kwargs.setdefault("epilog", "Every flag may also be written with hyphens: --use-test for --use_test.")
         super().__init__(**kwargs)
+
+    def parse_known_args(self, args=None, namespace=None):
+        args = sys.argv[1:] if args is None else list(args)
+        return super().parse_known_args([self._underscored(a) for a in args], namespace)
+
+    def _underscored(self, word: str) -> str:
+        """``--a-b[=v]`` as ``--a_b[=v]`` when only the underscore spelling is a flag of ours."""
+        if not word.startswith("--") or "-" not in word[2:].split("=", 1)[0]:
+            return word
+        name, sep, value = word.partition("=")
+        spelled = "--" + name[2:].replace("-", "_")
+        if name not in self._option_string_actions and spelled in self._option_string_actions:
+            return spelled + sep + value
+        return word
 
     def error(self, message):
         self.exit(2, f"error: {message} (see {self.prog} --help)\n")
@@ -57,10 +76,12 @@ def _fail(message: str, status: int) -> None:
 
 # --------------------------------------------------------------------------- arguments
 
-def add_data_arguments(parser: argparse.ArgumentParser, from_checkpoint: bool = False) -> None:
-    """--dataset --data_path --transform --use_test --batch_size --num_workers.
+def add_data_arguments(parser: argparse.ArgumentParser, from_checkpoint: bool = False,
+                       use_test_default: bool = False) -> None:
+    """--dataset --data_path --transform --use_test/--no_use_test --batch_size --num_workers.
 
-    With ``from_checkpoint`` the dataset and transform default to the checkpoint's.
+    With ``from_checkpoint`` the dataset, transform and split default to the checkpoint's.
+    ``args.use_test`` stays None unless given: ``resolve_split`` settles it.
     """
     group = parser.add_argument_group("Data")
     default = None if from_checkpoint else "CIFAR10"
@@ -71,12 +92,34 @@ def add_data_arguments(parser: argparse.ArgumentParser, from_checkpoint: bool = 
     group.add_argument("--transform", choices=sorted(data.NORMALISATIONS),
                        default=None if from_checkpoint else "VGG",
                        help="normalisation constants of the papers' code")
-    group.add_argument("--use_test", action="store_true",
-                       help="evaluate on the test set (default: the last 5000 training images)")
+    if from_checkpoint:
+        default_of = {True: " (default: the checkpoint's split)", False: ""}
+    else:
+        default_of = {use_test_default: " (default)", not use_test_default: ""}
+    group.add_argument("--use_test", action="store_const", const=True, default=None,
+                       help="train on all training images and evaluate on the test set" + default_of[True])
+    group.add_argument("--no_use_test", dest="use_test", action="store_const", const=False,
+                       help="hold out the last 5000 training images (360 for DIGITS) and evaluate on them"
+                            + default_of[False])
     group.add_argument("--batch_size", type=positive_int, default=None,
                        help="mini-batch size (default: 128; 32 for DIGITS)")
-    group.add_argument("--num_workers", "--num-workers", type=int, default=4,
+    group.add_argument("--num_workers", type=int, default=4,
                        help="accepted for the original commands; the in-memory pipeline needs no workers")
+
+
+TRAIN_EVAL = ("augmented", "plain")
+
+
+def add_train_eval_argument(group) -> None:
+    """--train_eval: which training images recompute BatchNorm and give the train loss of a point."""
+    group.add_argument("--train_eval", choices=TRAIN_EVAL, default="augmented",
+                       help="training images for the BatchNorm update and the train loss of each point: "
+                            "augmented (random crops and flips, in order, as the original code) or plain")
+
+
+def train_eval_loader(args, loaders: dict):
+    """The loader ``--train_eval`` names (see ``data.make_loaders``)."""
+    return loaders["train_augmented" if args.train_eval == "augmented" else "train_eval"]
 
 
 def add_model_argument(parser: argparse.ArgumentParser, required: bool) -> None:
@@ -85,10 +128,14 @@ def add_model_argument(parser: argparse.ArgumentParser, required: bool) -> None:
                         + ("" if required else " (default: the checkpoint's)"))
 
 
-def add_run_arguments(parser: argparse.ArgumentParser) -> None:
-    """--dir --seed --device --amp --channels_last --compile."""
+def add_run_arguments(parser: argparse.ArgumentParser, default_dir: str | None = None) -> None:
+    """--dir --seed --device --amp --channels_last --compile.
+
+    ``--dir`` is optional, as in the original scripts: ``default_dir`` (None: print only).
+    """
     group = parser.add_argument_group("Run")
-    group.add_argument("--dir", required=True, help="folder for the run's files")
+    group.add_argument("--dir", default=default_dir,
+                       help="folder for the run's files" + ("" if default_dir else " (default: print only)"))
     group.add_argument("--seed", type=int, default=1, help="random seed")
     group.add_argument("--device", default=None, help="cuda or cpu (default: cuda when available)")
     group.add_argument("--amp", action="store_true", help="bfloat16 autocast")
@@ -127,6 +174,40 @@ def resolve_from_checkpoint(args: argparse.Namespace, ckpt: dict, path: str,
             raise UserError(f"--{name}={given} contradicts {path}, which has {name} {stored}")
 
 
+def checkpoint_split(ckpt: dict) -> bool | None:
+    """Whether ``ckpt`` was trained with --use_test (None if it does not say)."""
+    if "use_test" in ckpt:
+        return ckpt["use_test"]
+    return (ckpt.get("args") or {}).get("use_test")
+
+
+def resolve_split(args, default: bool, checkpoints: dict | None = None, evaluation_only: bool = False) -> None:
+    """Settle ``args.use_test``: the flag if given, else the split of the ``checkpoints``
+    (path -> checkpoint) the run starts from, else ``default``.
+
+    A run that continues from networks keeps their split; a flag that contradicts it is an
+    error, and so are networks of different splits. An evaluation (``evaluation_only``) may
+    always use the test set, whose images no network trained on; it never evaluates on
+    held-out images that a network trained with --use_test was trained on.
+    """
+    stored = {path: checkpoint_split(c) for path, c in (checkpoints or {}).items()}
+    stored = {path: split for path, split in stored.items() if split is not None}
+    if evaluation_only and args.use_test is None and len(set(stored.values())) > 1:
+        args.use_test = True  # networks of both splits: only the test images are new to all
+    if args.use_test is None and len(set(stored.values())) > 1:
+        raise UserError("the checkpoints were trained on different splits: "
+                        + ", ".join(f"{p} {'with' if s else 'without'} --use_test" for p, s in stored.items()))
+    if args.use_test is None:
+        args.use_test = next(iter(stored.values())) if stored else default
+        return
+    for path, split in stored.items():
+        if args.use_test != split and not (evaluation_only and args.use_test):
+            given = "--use_test" if args.use_test else "--no_use_test"
+            trained = ("on all training images (--use_test), so the held-out images were among them"
+                       if split else "with the last training images held out (--no_use_test)")
+            raise UserError(f"{given} contradicts {path}, which was trained {trained}")
+
+
 # --------------------------------------------------------------------------- set-up
 
 def device_of(args) -> torch.device:
@@ -142,7 +223,8 @@ def device_of(args) -> torch.device:
 
 
 def load_data(args, device: torch.device, eval_batch_size: int | None = None):
-    """The dataset and its loaders (train, train_eval, test) on ``device``."""
+    """The dataset and its loaders (see ``data.make_loaders``) on ``device``."""
+    assert args.use_test is not None, "resolve_split() first"
     dataset = data.load_dataset(args.dataset, args.data_path, args.use_test)
     if args.batch_size is None:
         args.batch_size = data.default_batch_size(args.dataset)

@@ -311,14 +311,23 @@ class Loader:
 
 def make_loaders(data: Dataset, batch_size: int, transform: str, *, device="cpu", seed=0,
                  channels_last=False, eval_batch_size: int | None = None) -> dict[str, Loader]:
-    """``train`` (shuffled, augmented), ``train_eval`` (the same images, plain) and ``test``."""
+    """The loaders of ``data``'s images:
+
+    - ``train``: shuffled and augmented, for training;
+    - ``train_augmented``: augmented but in order, in batches of ``batch_size``: the original
+      code's ``loaders['train']`` with ``shuffle_train=False``, which its curve and plane
+      evaluation use for the BatchNorm update and the train loss (call ``set_epoch`` for
+      fresh augmentation draws);
+    - ``train_eval``: the training images plain, in order;
+    - ``test``: the evaluation images (test or validation), plain, in order.
+    """
     mean, std = normalisation(transform, data.channels)
     eval_batch_size = eval_batch_size or batch_size
     common = dict(mean=mean, std=std, device=device, channels_last=channels_last)
+    augment = dict(augment=data.padding > 0 or data.flip, padding=data.padding, flip=data.flip, seed=seed)
     return {
-        "train": Loader(data.train, batch_size, shuffle=True, augment=data.padding > 0 or data.flip,
-                        padding=data.padding,
-                        flip=data.flip, seed=seed, **common),
+        "train": Loader(data.train, batch_size, shuffle=True, **augment, **common),
+        "train_augmented": Loader(data.train, batch_size, **augment, **common),
         "train_eval": Loader(data.train, eval_batch_size, **common),
         "test": Loader(data.test, eval_batch_size, **common),
     }

@@ -83,15 +83,6 @@ class ProbabilityEnsemble:
         return utils.prediction_metrics(self.probs, labels)
 
 
-def split_mismatch(use_test: bool, ckpt: dict, path: str) -> str | None:
-    """A warning when the evaluation images were training images of ``ckpt``: it was trained
-    with --use_test (on all training images) and this run holds out a validation split."""
-    if not use_test and (ckpt.get("args") or {}).get("use_test"):
-        return (f"{path} was trained with --use_test, so the validation images held out without it "
-                "were among its training images: add --use_test")
-    return None
-
-
 # --------------------------------------------------------------------------- SWA
 
 def swa_learning_rate(epoch: int, lr_init: float, epochs: int, swa_start: int | None = None,

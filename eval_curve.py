@@ -10,8 +10,11 @@ where the segment rises; the int column is Table 1's length-weighted average:
 
 At each t: BatchNorm statistics recomputed on the training data (when the model
 has BatchNorm), then train loss (NLL + 0.5 * wd * ||phi(t)||^2), NLL and error,
-and test NLL and error, all on un-augmented data; dl is the distance between
-consecutive points' weights. --ensemble adds the accuracy and NLL of the mean of
+and test NLL and error. As in the original code, the training images are
+augmented (random crops and flips, in order; fresh draws for each pass) for the
+BatchNorm update and the train figures; --train_eval plain uses them as they are.
+The test images are never augmented. dl is the distance between consecutive
+points' weights. --ensemble adds the accuracy and NLL of the mean of
 the softmax predictions over all points (the paper's curve ensemble).
 Writes curve.npz, curve.csv, curve.png, metrics.csv and summary.json in --dir.
 """
@@ -39,7 +42,7 @@ points_type = cli.int_at_least(2, "points")
 
 def build_parser() -> cli.ArgumentParser:
     parser = cli.ArgumentParser(description="Loss and error along a curve or a straight segment.")
-    cli.add_run_arguments(parser)
+    cli.add_run_arguments(parser, default_dir="runs/eval_curve")
     cli.add_data_arguments(parser, from_checkpoint=True)
     cli.add_model_argument(parser, required=False)
     group = parser.add_argument_group("Curve")
@@ -54,6 +57,7 @@ def build_parser() -> cli.ArgumentParser:
     group.add_argument("--wd", type=cli.non_negative_float, default=None,
                        help="weight of the L2 term in the train loss (default: the training run's, else 1e-4)")
     group.add_argument("--ensemble", action="store_true", help="also evaluate the ensemble along the curve")
+    cli.add_train_eval_argument(group)
     return parser
 
 
@@ -76,6 +80,7 @@ def load_curve(args, device):
         trained_wd = checkpoints[args.init_start]["args"].get("wd")
     else:
         raise UserError("give --ckpt CURVE, or --init_start A --init_end B for the straight segment")
+    cli.resolve_split(args, False, checkpoints, evaluation_only=True)
     if args.wd is None:
         args.wd = trained_wd if trained_wd is not None else 1e-4
 
@@ -95,16 +100,23 @@ def load_curve(args, device):
     return curve, dataset, loaders
 
 
-def evaluate_point(curve, t: float, loaders, wd: float, amp: bool) -> tuple[dict, np.ndarray]:
-    """The figures of one point, and its test probabilities (N, classes) for the ensemble."""
+def evaluate_point(curve, t: float, train_loader, test_loader, wd: float, amp: bool,
+                   draw: int = 0) -> tuple[dict, np.ndarray]:
+    """The figures of one point, and its test probabilities (N, classes) for the ensemble.
+
+    ``train_loader`` serves the BatchNorm update and the train figures; if it augments,
+    ``draw`` numbers the point, so that each pass gets its own crops and a rerun the same.
+    """
     forward = curve.at(t)  # phi(t) computed once for all the batches below
     if utils.has_batchnorm(curve):
-        utils.update_bn(curve, loaders["train_eval"], forward=forward, amp=amp)
+        train_loader.set_epoch(2 * draw)
+        utils.update_bn(curve, train_loader, forward=forward, amp=amp)
     curve.eval()
     with torch.no_grad():
         l2 = float(curve.l2(wd, t))
-    train = utils.evaluate(forward, loaders["train_eval"], amp=amp)
-    test, probs, _ = utils.evaluate_with_predictions(forward, loaders["test"], amp=amp)
+    train_loader.set_epoch(2 * draw + 1)
+    train = utils.evaluate(forward, train_loader, amp=amp)
+    test, probs, _ = utils.evaluate_with_predictions(forward, test_loader, amp=amp)
     test_nll, test_acc = test["nll"], test["accuracy"]
     return {"t": t, "tr_loss": train["nll"] + l2, "tr_nll": train["nll"], "tr_acc": train["accuracy"],
             "tr_err": 100.0 - train["accuracy"], "te_loss": test_nll + l2, "te_nll": test_nll,
@@ -150,12 +162,13 @@ def main(argv=None) -> None:
     table = cli.Table(["t", "tr_loss", "tr_nll", "tr_err", "te_nll", "te_err", "dl"])
 
     records, previous, ensemble = [], None, None
-    for t in cli.progress(np.linspace(0.0, 1.0, args.num_points).tolist(), "points"):
+    train_loader = cli.train_eval_loader(args, loaders)
+    for i, t in enumerate(cli.progress(np.linspace(0.0, 1.0, args.num_points).tolist(), "points")):
         with torch.no_grad():
             weights = curve.weights(t)
         dl = 0.0 if previous is None else curves.distance(previous, weights)  # one point's weights held, not all
         previous = weights
-        point, probs = evaluate_point(curve, t, loaders, args.wd, args.amp)
+        point, probs = evaluate_point(curve, t, train_loader, loaders["test"], args.wd, args.amp, draw=i)
         point = {"t": t, "dl": dl, **{k: v for k, v in point.items() if k != "t"}}
         if args.ensemble:
             ensemble = probs if ensemble is None else ensemble + probs

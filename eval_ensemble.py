@@ -7,8 +7,9 @@ paper's independently trained ensemble (Ind), VGG16 on CIFAR-100, from train.py 
         --ckpt runs/vgg16-seed1/checkpoint-200.pt runs/vgg16-seed2/checkpoint-200.pt
 
 or the snapshots of an fge.py run, or swa.pt files: any model checkpoints of one
-architecture. --ckpt may be repeated or take several paths. Writes metrics.csv
-(one row per model), summary.json and ensemble.png.
+architecture. --ckpt may be repeated or take several paths. With --dir it writes
+metrics.csv (one row per model), summary.json and ensemble.png there; without it,
+as the original script, it only prints.
 """
 from __future__ import annotations
 
@@ -52,9 +53,7 @@ def load_checkpoints(args) -> list[dict]:
         if ckpt["transform"] != args.transform:
             print(f"warning: {path} was trained with --transform={ckpt['transform']}, "
                   f"evaluated with {args.transform}", file=sys.stderr)
-        warning = ensembles.split_mismatch(args.use_test, ckpt, path)
-        if warning:
-            print(f"warning: {warning}", file=sys.stderr)
+    cli.resolve_split(args, False, dict(zip(args.ckpt, ckpts)), evaluation_only=True)
     return ckpts
 
 
@@ -66,7 +65,7 @@ def main(argv=None) -> None:
     if ckpts[0]["num_classes"] != dataset.num_classes:
         raise UserError(f"{args.ckpt[0]} has {ckpts[0]['num_classes']} classes, "
                         f"{args.dataset} has {dataset.num_classes}")
-    record = utils.RunRecord(args.dir, vars(args))
+    record = utils.RunRecord(args.dir, vars(args)) if args.dir else None  # without --dir: print only
 
     ensemble = ensembles.ProbabilityEnsemble()
     table = cli.Table(["#", "checkpoint", "nll", "acc", "ens_nll", "ens_acc"])
@@ -84,13 +83,16 @@ def main(argv=None) -> None:
         model_acc.append(acc)
         model_nll.append(nll)
         ens_acc.append(ens["accuracy"])
-        table.print({"#": i + 1, "checkpoint": os.path.basename(path), "nll": nll, "acc": acc,
+        table.print({"#": i + 1, "checkpoint": path, "nll": nll, "acc": acc,
                      "ens_nll": ens["nll"], "ens_acc": ens["accuracy"]})
-        record.log({"index": i + 1, "checkpoint": path, "test_nll": nll, "test_acc": acc,
-                    "ens_nll": ens["nll"], "ens_acc": ens["accuracy"], "ens_ece": ens["ece"]})
+        if record:
+            record.log({"index": i + 1, "checkpoint": path, "test_nll": nll, "test_acc": acc,
+                        "ens_nll": ens["nll"], "ens_acc": ens["accuracy"], "ens_ece": ens["ece"]})
 
     print(f"ensemble of {ensemble.size}: accuracy {ens['accuracy']:.2f}%, NLL {ens['nll']:.4f}, "
           f"ECE {100 * ens['ece']:.2f}% (mean single model: accuracy {np.mean(model_acc):.2f}%)")
+    if record is None:
+        return
     ensembles.plot_ensemble_accuracy(os.path.join(args.dir, "ensemble.png"), model_acc, ens_acc,
                                      title=f"{args.model} on {args.dataset}", xlabel="number of models")
     record.summary({"model_acc": model_acc, "model_nll": model_nll, "ens_acc": ens["accuracy"],

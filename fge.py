@@ -35,7 +35,7 @@ from errors import UserError
 
 def build_parser() -> cli.ArgumentParser:
     parser = cli.ArgumentParser(description="Fast Geometric Ensembling (or Snapshot Ensembles) from a checkpoint.")
-    cli.add_run_arguments(parser)
+    cli.add_run_arguments(parser, default_dir="runs/fge")
     cli.add_data_arguments(parser, from_checkpoint=True)
     cli.add_model_argument(parser, required=False)
     group = parser.add_argument_group("Ensembling")
@@ -74,9 +74,6 @@ def main(argv=None) -> None:
     if args.ckpt is not None:
         ckpt = utils.load_checkpoint(args.ckpt, kind="model")
         cli.resolve_from_checkpoint(args, ckpt, args.ckpt)
-        warning = ensembles.split_mismatch(args.use_test, ckpt, args.ckpt)
-        if warning:
-            print(f"warning: {warning}", file=sys.stderr)
     elif args.schedule != "cosine":
         raise UserError("--ckpt is required: FGE starts from a trained model (only SSE may start from scratch)")
     elif args.model is None:
@@ -84,6 +81,7 @@ def main(argv=None) -> None:
     else:
         args.dataset = args.dataset or "CIFAR10"
         args.transform = args.transform or "VGG"
+    cli.resolve_split(args, False, {args.ckpt: ckpt} if ckpt else None)  # FGE continues on the checkpoint's images
 
     torch.manual_seed(args.seed)
     dataset, loaders = cli.load_data(args, device)

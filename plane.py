@@ -12,6 +12,11 @@ or the plane through three independently trained networks (--ckpt three times):
     python plane.py --dir=runs/demo/plane --ckpt=runs/demo/curve/checkpoint-10.pt --use_test
     python plane.py --dir=runs/plane3 --ckpt=a.pt --ckpt=b.pt --ckpt=c.pt --use_test
 
+At each grid point: BatchNorm statistics recomputed for its weights, then the train loss
+(NLL + 0.5 * wd * ||w||^2, as on a curve) and error, and the test NLL and error. As in the
+original code, the BatchNorm update and the train figures use the training images augmented
+(random crops and flips, in order); --train_eval plain uses them as they are.
+
 Writes plane.npz (the paper code's arrays), plane.png, metrics.csv (one row per grid
 point) and summary.json (the bends, the segment's and the curve's midpoints, the grid's range).
 """
@@ -35,7 +40,7 @@ from errors import UserError
 
 def build_parser() -> cli.ArgumentParser:
     parser = cli.ArgumentParser(description="Loss and error over the plane through three points of weight space.")
-    cli.add_run_arguments(parser)
+    cli.add_run_arguments(parser, default_dir="runs/plane")
     cli.add_data_arguments(parser, from_checkpoint=True)
     cli.add_model_argument(parser, required=False)
     group = parser.add_argument_group("Plane")
@@ -52,6 +57,7 @@ def build_parser() -> cli.ArgumentParser:
     group.add_argument("--curve_points", type=cli.positive_int, default=61, help="points along the curve")
     group.add_argument("--wd", type=cli.non_negative_float, default=None,
                        help="weight decay of the train loss's L2 term (default: the checkpoint's, else 1e-4)")
+    cli.add_train_eval_argument(group)
     return parser
 
 
@@ -67,6 +73,7 @@ def load_points(args) -> tuple[dict, list[dict]]:
             raise UserError(f"{paths[0]} is a curve of {ckpt['num_bends']} bends: a plane needs exactly "
                             "three points (a 3-bend curve, or --ckpt three model checkpoints)")
         cli.resolve_from_checkpoint(args, ckpt, paths[0], ("model", "dataset", "transform", "curve", "num_bends"))
+        cli.resolve_split(args, False, {paths[0]: ckpt}, evaluation_only=True)
         return ckpt, [planes.bend_state(ckpt["model_state"], k) for k in range(3)]
     if len(paths) != 3:
         raise UserError(f"--ckpt was given {len(paths)} times: give one 3-bend curve checkpoint "
@@ -81,6 +88,7 @@ def load_points(args) -> tuple[dict, list[dict]]:
             if ckpt.get(key) != first.get(key):
                 raise UserError(f"{path} has {key} {ckpt.get(key)}, but {paths[0]} has {first.get(key)}")
     cli.resolve_from_checkpoint(args, first, paths[0])
+    cli.resolve_split(args, False, dict(zip(paths, ckpts)), evaluation_only=True)
     return first, [c["model_state"] for c in ckpts]
 
 
@@ -110,7 +118,7 @@ def main(argv=None) -> None:
     alphas, betas, grid = plane.grid(args.grid_points, args.margin_left, args.margin_right,
                                      args.margin_bottom, args.margin_top)
 
-    dataset, loaders = cli.load_data(args, device, eval_batch_size=512)
+    dataset, loaders = cli.load_data(args, device)
     if dataset.num_classes != ckpt["num_classes"]:
         raise UserError(f"{args.ckpt[0]} has {ckpt['num_classes']} classes, {args.dataset} {dataset.num_classes}")
     module.to(device)
@@ -121,10 +129,15 @@ def main(argv=None) -> None:
     print(f"weight space: {plane.u.numel()} dimensions; |w2 - w0| = {plane.dx:.4g}, "
           f"distance of w1 from that line = {plane.dy:.4g}; train loss L2 term with wd = {args.wd:g}")
 
+    train_loader = cli.train_eval_loader(args, loaders)
+    draws = itertools.count()  # each pass over augmented images gets its own crops, a rerun the same
+
     def measure(weights: torch.Tensor) -> dict:
         planes.load_flat(module, weights)
-        utils.update_bn(module, loaders["train_eval"], forward=forward, amp=args.amp)  # stats of these weights
-        train = utils.evaluate(forward, loaders["train_eval"], amp=args.amp)
+        train_loader.set_epoch(next(draws))
+        utils.update_bn(module, train_loader, forward=forward, amp=args.amp)  # stats of these weights
+        train_loader.set_epoch(next(draws))
+        train = utils.evaluate(forward, train_loader, amp=args.amp)
         test = utils.evaluate(forward, loaders["test"], amp=args.amp)
         reg = planes.l2(weights, args.wd)
         return {"tr_loss": train["nll"] + reg, "tr_nll": train["nll"], "tr_acc": train["accuracy"],

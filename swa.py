@@ -7,12 +7,18 @@ SWA of the paper's Table 1 (VGG16, CIFAR-100, budget 1.5 = 300 epochs, averaging
 
 On DIGITS in a minute, with the budget of a 20-epoch train.py run:
 
-    python swa.py --dir=runs/swa --dataset=DIGITS --model=ConvFC --use_test --epochs=20 \
+    python swa.py --dir=runs/swa --dataset=DIGITS --model=ConvFC --epochs=20 \
         --lr_init=0.01 --swa --swa_start=11 --swa_lr=0.005 --eval_freq=5
 
 From a trained checkpoint (constant --swa_lr, averaging from --swa_start, default 1):
 
-    python swa.py --dir=runs/swa-ft --ckpt=runs/sgd/checkpoint-16.pt --use_test --epochs=4 --swa --swa_lr=0.005
+    python swa.py --dir=runs/swa-ft --ckpt=runs/sgd/checkpoint-16.pt --epochs=4 --swa --swa_lr=0.005
+
+As the SWA code's train.py, it trains on all training images and evaluates on the
+test set (--no_use_test holds out a validation split instead; from a checkpoint, the
+checkpoint's split), and normalises the inputs as the SWA code's configuration of the
+model does (ResNet constants for PreResNet and WideResNet, VGG's otherwise) unless
+--transform says otherwise.
 
 Checkpoints checkpoint-<epoch>.pt hold the SGD model, the average (swa_state) and
 its count (swa_n); --resume continues from one of them to the same result. At
@@ -30,6 +36,7 @@ import torch
 
 import cli
 import ensembles
+import models
 import utils
 from errors import UserError
 
@@ -40,12 +47,12 @@ RUN_KEYS = ("epochs", "lr_init", "wd", "momentum", "swa", "swa_start", "swa_lr",
 
 def build_parser() -> cli.ArgumentParser:
     parser = cli.ArgumentParser(description="Stochastic Weight Averaging (or SGD with the SWA repository's schedule).")
-    cli.add_run_arguments(parser)
-    cli.add_data_arguments(parser, from_checkpoint=True)
+    cli.add_run_arguments(parser, default_dir="runs/swa")
+    cli.add_data_arguments(parser, from_checkpoint=True, use_test_default=True)
     cli.add_model_argument(parser, required=False)
     group = parser.add_argument_group("Optimisation")
     group.add_argument("--epochs", type=cli.positive_int, default=200, help="number of epochs")
-    group.add_argument("--lr_init", type=cli.non_negative_float, default=0.01, help="initial learning rate")
+    group.add_argument("--lr_init", type=cli.non_negative_float, default=0.1, help="initial learning rate")
     group.add_argument("--wd", type=cli.non_negative_float, default=1e-4, help="weight decay")
     group.add_argument("--momentum", type=cli.non_negative_float, default=0.9, help="SGD momentum")
     group.add_argument("--eval_freq", type=cli.positive_int, default=5, help="evaluate every N epochs")
@@ -91,17 +98,16 @@ def load_start(args, argv) -> tuple[dict | None, dict | None]:
     elif args.model is None:
         raise UserError("--model is required (or --ckpt / --resume a checkpoint)")
     args.dataset = args.dataset or "CIFAR10"
-    args.transform = args.transform or "VGG"
+    # the SWA code has no --transform: each model's configuration normalises its own way
+    args.transform = args.transform or models.default_transform(args.model)
+    # nor --use_test: it always trains on all training images and evaluates on the test set
+    checkpoint, path = (resume, args.resume) if resume else (start, args.ckpt)
+    cli.resolve_split(args, True, {path: checkpoint} if checkpoint else None)
     if args.swa_start is None:
         args.swa_start = 1 if args.ckpt else 161
     if args.swa and args.swa_start > args.epochs:
         raise UserError(f"--swa_start={args.swa_start} is past the last epoch (--epochs={args.epochs}): "
                         "nothing would be averaged")
-    checkpoint, path = (resume, args.resume) if resume else (start, args.ckpt)
-    if checkpoint is not None:
-        warning = ensembles.split_mismatch(args.use_test, checkpoint, path)
-        if warning:
-            print(f"warning: {warning}", file=sys.stderr)
     return resume, start
 
 

@@ -25,7 +25,7 @@ from errors import UserError
 
 def build_parser() -> cli.ArgumentParser:
     parser = cli.ArgumentParser(description="Train a network with SGD (the papers' schedule).")
-    cli.add_run_arguments(parser)
+    cli.add_run_arguments(parser, default_dir="runs/train")
     cli.add_data_arguments(parser)
     cli.add_model_argument(parser, required=False)
     group = parser.add_argument_group("Optimisation")
@@ -53,6 +53,7 @@ def main(argv=None) -> None:
         cli.resolve_from_checkpoint(args, ckpt, args.resume)
     elif args.model is None:
         raise UserError("--model is required (or --resume a checkpoint)")
+    cli.resolve_split(args, False, {args.resume: ckpt} if ckpt else None)  # the original's default: hold out 5000 images
 
     torch.manual_seed(args.seed)
     dataset, loaders = cli.load_data(args, device)
@@ -80,7 +81,7 @@ def main(argv=None) -> None:
     row = None
     for epoch in range(start_epoch, args.epochs):
         started = time.time()
-        lr = utils.learning_rate_schedule(args.lr, epoch, args.epochs)
+        lr = utils.learning_rate_schedule(args.lr, epoch + 1, args.epochs)  # the original counts from 1
         train = cli.train_epoch(forward, loaders["train"], optimizer, epoch, lr=lr, amp=args.amp)
         test = utils.evaluate(forward, loaders["test"], amp=args.amp)
         row = {"ep": epoch + 1, "lr": lr, "tr_loss": train["loss"], "tr_acc": train["accuracy"],

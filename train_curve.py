@@ -18,8 +18,9 @@ Training draws one t ~ U(0, 1) per mini-batch and adds 0.5 * wd * ||phi(t)||^2 t
 loss (the optimizer has no weight decay). Evaluation during training: after each
 epoch, the curve's midpoint t = 0.5 on the test (or validation) set. For a model
 with BatchNorm its running statistics are first recomputed at t = 0.5 with one
-pass over the un-augmented training data: the statistics accumulated while
-training mix all t's and fit none. Use eval_curve.py for the whole curve.
+pass over the training data (augmented, as eval_curve.py; --train_eval plain for
+the images as they are): the statistics accumulated while training mix all t's
+and fit none. Use eval_curve.py for the whole curve.
 """
 from __future__ import annotations
 
@@ -40,7 +41,7 @@ num_bends_type = cli.int_at_least(2, "bends")
 
 def build_parser() -> cli.ArgumentParser:
     parser = cli.ArgumentParser(description="Fit a curve between two networks (mode connectivity).")
-    cli.add_run_arguments(parser)
+    cli.add_run_arguments(parser, default_dir="runs/train_curve")
     cli.add_data_arguments(parser, from_checkpoint=True)
     cli.add_model_argument(parser, required=False)
     group = parser.add_argument_group("Curve")
@@ -62,6 +63,7 @@ def build_parser() -> cli.ArgumentParser:
     group.add_argument("--momentum", type=cli.non_negative_float, default=0.9, help="SGD momentum")
     group.add_argument("--save_freq", type=cli.positive_int, default=50, help="checkpoint every N epochs")
     group.add_argument("--resume", default=None, metavar="CKPT", help="curve checkpoint to continue from")
+    cli.add_train_eval_argument(parser.add_argument_group("Evaluation"))
     return parser
 
 
@@ -75,6 +77,7 @@ def resolve_arguments(args) -> dict:
             if getattr(args, flag) and not ckpt[flag]:
                 raise UserError(f"--{flag} contradicts {args.resume}, whose curve has a free {flag[4:]}")
             setattr(args, flag, ckpt[flag])
+        cli.resolve_split(args, False, {args.resume: ckpt})
         return {"resume": ckpt}
     if args.curve is None:
         raise UserError("--curve is required (or --resume a curve checkpoint)")
@@ -90,6 +93,8 @@ def resolve_arguments(args) -> dict:
                         "classes: they must be networks for the same data")
     if args.model is None:
         raise UserError("--model is required (or --init_start / --init_end checkpoints)")
+    # the endpoints' split (an error if they differ), else the original's default: hold out images
+    cli.resolve_split(args, False, {getattr(args, f"init_{w}"): c for w, c in found.items()})
     for which in ("start", "end"):
         if getattr(args, f"fix_{which}") and which not in found:
             raise UserError(f"--fix_{which} keeps the {which} fixed, so it needs --init_{which} CKPT")
@@ -129,11 +134,13 @@ def build_curve(args, dataset, device, endpoints: dict) -> curves.CurveModel:
     return curve
 
 
-def evaluate_at(curve: curves.CurveModel, t: float, loader, train_loader, amp: bool) -> dict:
-    """Loss, NLL and accuracy of the curve at t on ``loader``, BatchNorm statistics recomputed at t first."""
+def evaluate_at(curve: curves.CurveModel, t: float, loader, bn_loader, amp: bool, draw: int = 0) -> dict:
+    """Loss, NLL and accuracy of the curve at t on ``loader``, BatchNorm statistics recomputed at t
+    first on ``bn_loader`` (its augmentation draws number ``draw``)."""
     forward = curve.at(t)
     if utils.has_batchnorm(curve):
-        utils.update_bn(curve, train_loader, forward=forward, amp=amp)
+        bn_loader.set_epoch(draw)
+        utils.update_bn(curve, bn_loader, forward=forward, amp=amp)
     curve.eval()  # evaluate() puts only nn.Modules in eval mode, and a lambda is not one
     return utils.evaluate(forward, loader, amp=amp)
 
@@ -157,6 +164,7 @@ def main(argv=None) -> None:
 
     record = utils.RunRecord(args.dir, vars(args), resume_epoch=start_epoch if ckpt else None)
     forward = cli.maybe_compile(curve, args.compile)
+    bn_loader = cli.train_eval_loader(args, loaders)
     regularizer = curve.regularizer(args.wd)
 
     def save(epoch: int) -> None:
@@ -171,10 +179,10 @@ def main(argv=None) -> None:
     row = None
     for epoch in range(start_epoch, args.epochs):
         started = time.time()
-        lr = utils.learning_rate_schedule(args.lr, epoch, args.epochs)
+        lr = utils.learning_rate_schedule(args.lr, epoch + 1, args.epochs)  # the original counts from 1
         train = cli.train_epoch(forward, loaders["train"], optimizer, epoch, lr=lr, regularizer=regularizer,
                                 amp=args.amp)
-        test = evaluate_at(curve, EVAL_T, loaders["test"], loaders["train_eval"], args.amp)
+        test = evaluate_at(curve, EVAL_T, loaders["test"], bn_loader, args.amp, draw=epoch)
         row = {"ep": epoch + 1, "lr": lr, "tr_loss": train["loss"], "tr_nll": train["nll"],
                "tr_acc": train["accuracy"], "te_nll@.5": test["nll"], "te_acc@.5": test["accuracy"],
                "time": time.time() - started}
@@ -186,7 +194,7 @@ def main(argv=None) -> None:
             save(epoch + 1)
 
     if row is None:  # resumed from the last epoch: the loaded curve's figures at t = 0.5
-        train = evaluate_at(curve, EVAL_T, loaders["train_eval"], loaders["train_eval"], args.amp)
+        train = evaluate_at(curve, EVAL_T, loaders["train_eval"], bn_loader, args.amp, draw=start_epoch - 1)
         train["loss"] += float(curve.l2(args.wd, EVAL_T))
         row = {"ep": start_epoch, "tr_loss": train["loss"], "tr_acc": train["accuracy"]}
     record.summary({"epoch": row["ep"], "train_loss": row["tr_loss"], "train_acc": row["tr_acc"]})

@@ -38,7 +38,12 @@ def autocast(device: torch.device | str, amp: bool):
 
 def learning_rate_schedule(base_lr: float, epoch: int, epochs: int) -> float:
     """The papers' schedule: lr for the first 50% of epochs, then linear down to
-    1% of lr at 90%, then constant. ``epoch`` counts from 0."""
+    1% of lr at 90%, then constant.
+
+    ``epoch`` counts from 1, as the mode-connectivity code's loop does
+    (``for epoch in range(1, epochs + 1)``, ``alpha = epoch / epochs``): epoch 1 of
+    200 has progress 0.005, and the decay starts after epoch 100, not 101.
+    """
     progress = epoch / epochs
     if progress <= 0.5:
         factor = 1.0
@@ -247,7 +252,7 @@ def model_checkpoint(model_name: str, model: nn.Module, *, num_classes: int, mod
         "num_classes": num_classes, "dataset": dataset, "transform": transform, "epoch": epoch,
         "model_state": model.state_dict(),
         "optimizer_state": optimizer.state_dict() if optimizer is not None else None,
-        "args": dict(args or {}), "rng_state": rng_state(), **extra,
+        "use_test": (args or {}).get("use_test"), "args": dict(args or {}), "rng_state": rng_state(), **extra,
     }
 
 

@@ -6,7 +6,7 @@ plain ``nn.Module``. Nothing about curves lives here: ``curves/`` works with any
 module. To add a model, decorate its constructor with ``@register`` in a module
 imported below.
 """
-from models.registry import MODELS, build_model, register  # noqa: F401
+from models.registry import MODELS, TRANSFORMS, build_model, default_transform, register  # noqa: F401
 from models import small, vgg, preresnet, wide_resnet  # noqa: F401,E402  (they register themselves)
 
-__all__ = ["MODELS", "build_model", "register"]
+__all__ = ["MODELS", "TRANSFORMS", "build_model", "default_transform", "register"]

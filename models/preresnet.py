@@ -85,16 +85,16 @@ class PreResNet(nn.Module):
         return self.fc(self.pool(self.relu(self.bn(x))).flatten(1))
 
 
-@register
+@register(transform="ResNet")
 def PreResNet20(num_classes, in_channels=3, image_size=32):
     return PreResNet(num_classes, 20, in_channels, image_size)
 
 
-@register
+@register(transform="ResNet")
 def PreResNet110(num_classes, in_channels=3, image_size=32):
     return PreResNet(num_classes, 110, in_channels, image_size)
 
 
-@register
+@register(transform="ResNet")
 def PreResNet164(num_classes, in_channels=3, image_size=32):
     return PreResNet(num_classes, 164, in_channels, image_size)

@@ -5,14 +5,25 @@ from typing import Callable
 import torch.nn as nn
 
 MODELS: dict[str, Callable[..., nn.Module]] = {}
+# name -> the normalisation ("VGG" or "ResNet" constants, see data.NORMALISATIONS) that the SWA
+# code's configuration of the model uses; its train.py has no --transform and takes this one
+TRANSFORMS: dict[str, str] = {}
 
 
-def register(constructor: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
-    """Record ``constructor`` under its own name (``@register def VGG16(...)``)."""
-    if constructor.__name__ in MODELS:
-        raise ValueError(f"model {constructor.__name__} registered twice")
-    MODELS[constructor.__name__] = constructor
-    return constructor
+def register(constructor: Callable[..., nn.Module] | None = None, *, transform: str = "VGG"):
+    """Record ``constructor`` under its own name: ``@register`` or ``@register(transform="ResNet")``."""
+    def record(constructor: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
+        if constructor.__name__ in MODELS:
+            raise ValueError(f"model {constructor.__name__} registered twice")
+        MODELS[constructor.__name__] = constructor
+        TRANSFORMS[constructor.__name__] = transform
+        return constructor
+    return record if constructor is None else record(constructor)
+
+
+def default_transform(name: str) -> str:
+    """The normalisation the SWA code uses for model ``name`` (VGG's for models it does not have)."""
+    return TRANSFORMS.get(name, "VGG")
 
 
 def build_model(name: str, num_classes: int, in_channels: int = 3, image_size: int = 32,

@@ -250,11 +250,12 @@ def _training_flops(step) -> float:
 
 def bench_eval_curve(root, ours: data.Dataset, train_images: int, test_images: int, device, repeats: int) -> dict:
     """One curve point of PreResNet20 (BatchNorm update, train and test evaluation): eval_curve.py's
-    ``evaluate_point`` against the original approach (a DataLoader of the un-augmented images, batch
-    128, fp32, the weights at t recomputed for every batch, an ``.item()`` per batch)."""
+    ``evaluate_point`` against the original approach (a DataLoader of the augmented training images in
+    order and the plain test images, batch 128, fp32, the weights at t recomputed for every batch,
+    an ``.item()`` per batch)."""
     t = 0.5
     subset = replace(ours, train=_head(ours.train, train_images), test=_head(ours.test, test_images))
-    train_set, test_set = reference_dataset(root, True, False), reference_dataset(root, False, False)
+    train_set, test_set = reference_dataset(root, True, True), reference_dataset(root, False, False)
 
     def reference(workers):
         curve = _preresnet_curve(device, channels_last=False)
@@ -271,7 +272,8 @@ def bench_eval_curve(root, ours: data.Dataset, train_images: int, test_images: i
     def ours_point(channels_last: bool, amp: bool):
         curve = _preresnet_curve(device, channels_last)
         loaders = data.make_loaders(subset, BATCH, "VGG", device=device, channels_last=channels_last)
-        return lambda: eval_curve.evaluate_point(curve, t, loaders, wd=5e-4, amp=amp)
+        return lambda: eval_curve.evaluate_point(curve, t, loaders["train_augmented"], loaders["test"],
+                                                 wd=5e-4, amp=amp)
 
     contenders = {f"reference_workers{w}": reference(w) for w in WORKERS}
     contenders["ours_amp_channels_last"] = ours_point(True, True)

@@ -178,9 +178,3 @@ def test_the_ensemble_averages_probabilities():
     with pytest.raises(ValueError):
         _ = ensembles.ProbabilityEnsemble().probs
 
-
-def test_split_mismatch_warns_only_when_evaluation_images_were_trained_on():
-    ckpt = {"args": {"use_test": True}}
-    assert "--use_test" in ensembles.split_mismatch(False, ckpt, "a.pt")
-    assert ensembles.split_mismatch(True, ckpt, "a.pt") is None
-    assert ensembles.split_mismatch(False, {"args": {"use_test": False}}, "a.pt") is None
