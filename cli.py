@@ -5,6 +5,7 @@ Scripts only; the library (models/, curves/, data.py, utils.py) never imports th
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 import torch
@@ -13,8 +14,9 @@ from tqdm import tqdm
 
 import data
 import models
+import runtime
 import utils
-from errors import DivergedError, UserError
+from errors import DivergedError, UserError, WriteError
 
 
 class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
@@ -58,19 +60,24 @@ class ArgumentParser(argparse.ArgumentParser):
 
 
 def run(main, argv=None) -> None:
-    """Call ``main(argv)``; a UserError becomes ``error: ...`` and exit 2, divergence exit 1."""
+    """Call ``main(argv)``; a UserError becomes ``error: ...`` and exit 2, divergence and write
+    errors exit 1. Under torchrun every process exits so, and only rank 0 prints."""
     try:
         main(argv)
     except UserError as exc:
         _fail(str(exc), 2)
-    except DivergedError as exc:
+    except (DivergedError, WriteError) as exc:
         _fail(str(exc), 1)
     except KeyboardInterrupt:
         _fail("interrupted", 130)
+    finally:
+        if torch.distributed.is_available() and torch.distributed.is_initialized():
+            torch.distributed.destroy_process_group()
 
 
 def _fail(message: str, status: int) -> None:
-    print(f"error: {message}", file=sys.stderr)
+    if os.environ.get("RANK", "0") == "0":
+        print(f"error: {message}", file=sys.stderr, flush=True)
     sys.exit(status)
 
 
@@ -136,11 +143,20 @@ def add_run_arguments(parser: argparse.ArgumentParser, default_dir: str | None =
     group = parser.add_argument_group("Run")
     group.add_argument("--dir", default=default_dir,
                        help="folder for the run's files" + ("" if default_dir else " (default: print only)"))
+    group.add_argument("--restart", action="store_true",
+                       help="start over in --dir, removing the files of the run it holds (default: a run "
+                            "started again continues, and another command in its --dir is an error)")
     group.add_argument("--seed", type=int, default=1, help="random seed")
     group.add_argument("--device", default=None, help="cuda or cpu (default: cuda when available)")
-    group.add_argument("--amp", action="store_true", help="bfloat16 autocast")
+    group.add_argument("--amp", action="store_true",
+                       help="mixed precision: bfloat16 autocast, or float16 with a gradient scaler on GPUs "
+                            "without bfloat16 (V100, T4)")
+    group.add_argument("--amp_dtype", choices=("bfloat16", "float16"), default=None,
+                       help="the autocast type of --amp (default: chosen for the device)")
     group.add_argument("--channels_last", action="store_true", help="channels-last memory format")
     group.add_argument("--compile", action="store_true", help="torch.compile the model")
+    group.add_argument("--dist_backend", choices=("nccl", "gloo"), default=None,
+                       help="torch.distributed backend under torchrun (default: nccl on GPUs, gloo on CPUs)")
 
 
 def int_at_least(minimum: int, unit: str = ""):
@@ -210,26 +226,14 @@ def resolve_split(args, default: bool, checkpoints: dict | None = None, evaluati
 
 # --------------------------------------------------------------------------- set-up
 
-def device_of(args) -> torch.device:
-    if args.device is None:
-        return utils.default_device()
-    try:
-        device = torch.device(args.device)
-    except RuntimeError as exc:
-        raise UserError(f"unknown device {args.device!r}") from exc
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise UserError("--device cuda was asked for, but no CUDA device is available")
-    return device
-
-
-def load_data(args, device: torch.device, eval_batch_size: int | None = None):
-    """The dataset and its loaders (see ``data.make_loaders``) on ``device``."""
+def load_data(args, procs, eval_batch_size: int | None = None):
+    """The dataset and its loaders (see ``data.make_loaders``) on the process's device, each
+    loader giving this process its share of every global batch."""
     assert args.use_test is not None, "resolve_split() first"
     dataset = data.load_dataset(args.dataset, args.data_path, args.use_test)
-    if args.batch_size is None:
-        args.batch_size = data.default_batch_size(args.dataset)
-    loaders = data.make_loaders(dataset, args.batch_size, args.transform, device=device, seed=args.seed,
-                                channels_last=args.channels_last, eval_batch_size=eval_batch_size)
+    loaders = data.make_loaders(dataset, args.batch_size, args.transform, device=procs.device, seed=args.seed,
+                                channels_last=args.channels_last, eval_batch_size=eval_batch_size,
+                                rank=procs.rank, world_size=procs.world_size)
     return dataset, loaders
 
 
@@ -250,29 +254,95 @@ def model_kwargs(dataset: data.Dataset) -> dict:
     return {"in_channels": dataset.channels, "image_size": dataset.size}
 
 
+def model_payload(args, dataset: data.Dataset, model, optimizer=None, scaler=None, **extra) -> dict:
+    """A script's 'model' checkpoint of ``model`` (see ``utils.model_checkpoint``), as of now."""
+    return utils.model_checkpoint(args.model, model, num_classes=dataset.num_classes,
+                                  model_kwargs=model_kwargs(dataset), dataset=args.dataset, transform=args.transform,
+                                  optimizer=optimizer, args=vars(args),
+                                  scaler_state=scaler.state_dict() if scaler is not None else None, **extra)
+
+
+def restore_training(ckpt: dict, model, optimizer, scaler=None, momentum: float | None = None,
+                     wd: float | None = None) -> None:
+    """Weights, optimizer state (momentum buffers) and gradient scaler from a checkpoint. The
+    optimizer's state brings its hyperparameters too: ``momentum`` and ``wd``, if given, win."""
+    model.load_state_dict(ckpt["model_state"])
+    if optimizer is not None and ckpt.get("optimizer_state") is not None:
+        optimizer.load_state_dict(ckpt["optimizer_state"])
+        for group in optimizer.param_groups:
+            if momentum is not None:
+                group["momentum"] = momentum
+            if wd is not None:
+                group["weight_decay"] = wd
+    if scaler is not None and ckpt.get("scaler_state"):
+        scaler.load_state_dict(ckpt["scaler_state"])
+
+
+def sync_batchnorm(model, args, procs):
+    """--sync_bn: SyncBatchNorm across the processes (torch's runs on GPUs only)."""
+    if not getattr(args, "sync_bn", False) or not procs.distributed:
+        return model
+    if procs.device.type != "cuda":
+        raise UserError("--sync_bn needs GPUs: torch's SyncBatchNorm does not run on CPUs")
+    return torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
+
+
 def maybe_compile(module, enabled: bool):
     """``torch.compile(module)`` when asked; checkpoints keep using the plain module."""
     return torch.compile(module) if enabled else module
 
 
-def train_epoch(forward, loader, optimizer, epoch: int, *, lr: float | None = None, lr_fn=None,
-                regularizer=None, amp: bool = False) -> dict:
-    """One training epoch of a script (``epoch`` from 0): a constant ``lr`` or a per-iteration
-    ``lr_fn``, the epoch's data draws, a progress bar, and a divergence that names the epoch."""
-    if lr is not None:
-        utils.set_learning_rate(optimizer, lr)
-    loader.set_epoch(epoch)
+def train_epoch(run, forward, loader, optimizer, epoch: int, *, resume: dict | None = None, lr: float | None = None,
+                lr_fn=None, regularizer=None, amp=None, scaler=None) -> dict:
+    """One training epoch of a script (``epoch`` from 0; see ``runtime.Run.train_epoch``), with a
+    progress bar, and a divergence that names the epoch."""
     try:
-        return utils.train_epoch(forward, progress(loader, f"epoch {epoch + 1}"), optimizer, lr_fn=lr_fn,
-                                 regularizer=regularizer, amp=amp)
+        return run.train_epoch(forward, loader, optimizer, epoch, resume=resume, lr=lr, lr_fn=lr_fn,
+                               regularizer=regularizer, amp=amp, scaler=scaler,
+                               progress=lambda batches: progress(batches, f"epoch {epoch + 1}", total=len(loader)))
     except DivergedError as exc:
         raise DivergedError(f"epoch {epoch + 1}: {exc}; the files written so far are kept") from exc
 
 
+def settings_from_checkpoint(args, parser, argv: list[str], ckpt: dict, path: str,
+                             structural=("model", "dataset", "transform")) -> set[str]:
+    """--resume: the run's settings are the checkpoint's; flags given on the command line
+    override them, but not the ``structural`` ones, nor the split, which must agree.
+    Returns the flags given (they may differ from the run's). --dir defaults to the
+    checkpoint's folder: the run it continues."""
+    given = runtime.given_flags(parser, argv)
+    stored = ckpt.get("args") or {}
+    for key, value in stored.items():
+        if key in runtime.OPERATIONAL or key in given or not hasattr(args, key):
+            continue
+        setattr(args, key, value)
+    resolve_from_checkpoint(args, ckpt, path, structural)
+    if "dir" not in given:
+        args.dir = os.path.dirname(os.path.abspath(path))
+    if "use_test" in given:
+        resolve_split(args, False, {path: ckpt})
+    return given
+
+
+def finished(run) -> None:
+    """What a finished run started again says (and then it does nothing)."""
+    if run.procs.is_main:
+        print(f"{run.directory} holds this run, finished (summary.json): nothing to do. --restart starts it "
+              "over" + (", --resume it with more --epochs to train on" if hasattr(run.args, "epochs") else ""),
+              flush=True)
+
+
 # --------------------------------------------------------------------------- output
 
+def is_main() -> bool:
+    """Whether this process prints: the only one, or torchrun's rank 0."""
+    return os.environ.get("RANK", "0") == "0"
+
+
 def progress(iterable, desc: str, total: int | None = None):
-    """A progress bar on stderr that disappears when done."""
+    """A progress bar on stderr that disappears when done (rank 0 only)."""
+    if not is_main():
+        return iterable
     return tqdm(iterable, desc=desc, total=total, leave=False, dynamic_ncols=True, file=sys.stderr)
 
 
@@ -283,6 +353,8 @@ class Table:
         self.columns, self.floatfmt, self.rows = columns, floatfmt, 0
 
     def print(self, row: dict) -> None:
+        if not is_main():
+            return
         values = [[row.get(c) for c in self.columns]]
         text = tabulate(values, self.columns, tablefmt="simple", floatfmt=self.floatfmt)
         lines = text.split("\n")

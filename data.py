@@ -212,12 +212,19 @@ class Loader:
     as an uninterrupted one. Call ``set_epoch`` before iterating, as with
     ``DistributedSampler``. An augmented epoch holds one uint8 copy of its crops
     on the device (150 MB for CIFAR's 50000 images).
+
+    Data parallelism: with ``world_size`` processes, ``batch_size`` is the global
+    batch. Every process draws the same epoch (the generator does not depend on the
+    rank) and takes its contiguous share of each global batch (``shard``), so the
+    processes together see the batches a single process sees, image for image and
+    crop for crop.
     """
 
     def __init__(self, data: ImageSet, batch_size: int, mean, std, *, device="cpu",
                  shuffle=False, augment=False, padding=0, flip=False, seed=0,
-                 channels_last=False):
+                 channels_last=False, rank=0, world_size=1):
         self.batch_size = batch_size
+        self.rank, self.world_size = rank, world_size
         self.shuffle, self.augment, self.padding, self.flip = shuffle, augment, padding, flip
         self.seed, self.epoch = seed, 0
         self.device = torch.device(device)
@@ -243,6 +250,25 @@ class Loader:
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
 
+    def global_batch_size(self, step: int) -> int:
+        """The number of images in batch ``step`` summed over all processes (the last one may be short)."""
+        return min(self.batch_size, len(self.labels) - step * self.batch_size)
+
+    def shard(self, size: int) -> tuple[int, int]:
+        """This process's slice [lo, hi) of a global batch of ``size`` images: torch.tensor_split's
+        rule, the first ``size % world_size`` processes one image more than the others."""
+        q, extra = divmod(size, self.world_size)
+        lo = self.rank * q + min(self.rank, extra)
+        return lo, lo + q + (self.rank < extra)
+
+    def local_positions(self) -> torch.Tensor:
+        """The positions in the epoch's order of the images this process gets, in the order it gets them."""
+        parts = []
+        for step in range(len(self)):
+            lo, hi = self.shard(self.global_batch_size(step))
+            parts.append(torch.arange(lo, hi) + step * self.batch_size)
+        return torch.cat(parts) if parts else torch.zeros(0, dtype=torch.long)
+
     def _draws(self):
         """This epoch's permutation, crop offsets and flips (per image id), on the device."""
         to = lambda t: None if t is None else t.to(self.device, non_blocking=True)  # noqa: E731
@@ -266,15 +292,15 @@ class Loader:
         a CPU core. Instead the positions are sorted by their (dy, dx, flip), at most
         (2 * padding + 1)^2 * 2 groups, and each group is cut out with one
         ``index_select`` of a shifted view: whole rows are copied, about 10x faster.
-        Position k of the epoch is row ``rank[k]`` of the result. The grouping is
+        Position k of the epoch is row ``row[k]`` of the result. The grouping is
         done on the CPU (the draws live there), so it costs no device sync.
         """
         span = 2 * self.padding + 1
         key = (offsets[0, order] * span + offsets[1, order]) * 2 + flips[order].long()  # per position
         by_key = key.argsort(stable=True)
         counts = torch.bincount(key, minlength=span * span * 2).tolist()
-        rank = torch.empty_like(by_key)
-        rank[by_key] = torch.arange(len(by_key))
+        row = torch.empty_like(by_key)
+        row[by_key] = torch.arange(len(by_key))
         sources = order[by_key].to(self.device, non_blocking=True)
         crops = torch.empty((len(order),) + self.images.shape[1:2] + (self.size, self.size),
                             dtype=self.images.dtype, device=self.device)
@@ -289,20 +315,26 @@ class Loader:
             if flip:
                 rows.copy_(rows.flip(-1))
             start += count
-        return crops, rank.to(self.device, non_blocking=True)
+        return crops, row.to(self.device, non_blocking=True)
 
     def __iter__(self):
+        return self.batches()
+
+    def batches(self, start_step: int = 0):
+        """The epoch's batches from ``start_step`` on (a run resumed within an epoch skips the others)."""
         order, offsets, flips = self._cpu_draws()
-        crops, rank = self._crops(order, offsets, flips) if self.augment else (None, None)
+        crops, row = self._crops(order, offsets, flips) if self.augment else (None, None)
         order = order.to(self.device, non_blocking=True)
-        for start in range(0, len(order), self.batch_size):
-            idx = order[start:start + self.batch_size]
+        for step in range(start_step, len(self)):
+            lo, hi = self.shard(self.global_batch_size(step))
+            start, end = step * self.batch_size + lo, step * self.batch_size + hi
+            idx = order[start:end]
             if crops is not None:
-                x = crops.index_select(0, rank[start:start + self.batch_size])
+                x = crops.index_select(0, row[start:end])
             elif self.shuffle:
                 x = self.images.index_select(0, idx)
             else:
-                x = self.images[start:start + len(idx)]
+                x = self.images[start:end]
             x = x.float().mul_(self.scale).add_(self.shift)
             if self.channels_last:
                 x = x.contiguous(memory_format=torch.channels_last)
@@ -310,7 +342,8 @@ class Loader:
 
 
 def make_loaders(data: Dataset, batch_size: int, transform: str, *, device="cpu", seed=0,
-                 channels_last=False, eval_batch_size: int | None = None) -> dict[str, Loader]:
+                 channels_last=False, eval_batch_size: int | None = None, rank: int = 0,
+                 world_size: int = 1) -> dict[str, Loader]:
     """The loaders of ``data``'s images:
 
     - ``train``: shuffled and augmented, for training;
@@ -320,14 +353,19 @@ def make_loaders(data: Dataset, batch_size: int, transform: str, *, device="cpu"
       fresh augmentation draws);
     - ``train_eval``: the training images plain, in order;
     - ``test``: the evaluation images (test or validation), plain, in order.
+
+    With ``world_size`` processes every loader gives this process its share of each
+    global batch; ``test``'s global batch is then ``eval_batch_size`` per process, as an
+    evaluation's results do not depend on how it is batched (a BatchNorm update's do).
     """
     mean, std = normalisation(transform, data.channels)
     eval_batch_size = eval_batch_size or batch_size
-    common = dict(mean=mean, std=std, device=device, channels_last=channels_last)
+    common = dict(mean=mean, std=std, device=device, channels_last=channels_last, rank=rank,
+                  world_size=world_size)
     augment = dict(augment=data.padding > 0 or data.flip, padding=data.padding, flip=data.flip, seed=seed)
     return {
         "train": Loader(data.train, batch_size, shuffle=True, **augment, **common),
         "train_augmented": Loader(data.train, batch_size, **augment, **common),
         "train_eval": Loader(data.train, eval_batch_size, **common),
-        "test": Loader(data.test, eval_batch_size, **common),
+        "test": Loader(data.test, eval_batch_size * world_size, **common),
     }

@@ -11,6 +11,7 @@ import copy
 import math
 
 import numpy as np
+import torch
 import torch.nn as nn
 from torch.optim.swa_utils import AveragedModel
 
@@ -81,6 +82,14 @@ class ProbabilityEnsemble:
     def metrics(self, labels: np.ndarray) -> dict:
         """``nll``, ``accuracy`` (percent) and ``ece`` of the mean probabilities."""
         return utils.prediction_metrics(self.probs, labels)
+
+    def state(self) -> dict:
+        """For a checkpoint: the sum and the number of members."""
+        return {"size": self.size, "sum": None if self._sum is None else torch.from_numpy(self._sum)}
+
+    def load_state(self, state: dict) -> None:
+        self.size = int(state["size"])
+        self._sum = None if state["sum"] is None else state["sum"].numpy().copy()
 
 
 # --------------------------------------------------------------------------- SWA

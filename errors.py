@@ -11,3 +11,8 @@ class UserError(Exception):
 
 class DivergedError(Exception):
     """Training produced a NaN or infinite loss (exit status 1, last checkpoint kept)."""
+
+
+class WriteError(Exception):
+    """A file of the run could not be written (a full disk, a missing permission): exit status 1,
+    every file written before stays intact."""

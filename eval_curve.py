@@ -28,6 +28,7 @@ import torch
 
 import cli
 import curves
+import runtime
 import utils
 from errors import UserError
 
@@ -61,10 +62,14 @@ def build_parser() -> cli.ArgumentParser:
     return parser
 
 
-def load_curve(args, device):
-    """The curve (from --ckpt, or the segment between --init_start and --init_end), dataset and loaders."""
+def load_checkpoints(args) -> dict:
+    """The curve's checkpoint (--ckpt), or the segment's two (--init_start, --init_end), by path; the
+    flags they determine settled. Files or run folders (their latest checkpoints)."""
     if args.ckpt and (args.init_start or args.init_end):
         raise UserError("give either --ckpt (a curve) or --init_start and --init_end (a segment), not both")
+    for flag in ("ckpt", "init_start", "init_end"):
+        if getattr(args, flag):
+            setattr(args, flag, runtime.resolve_checkpoint_path(getattr(args, flag)))
     if args.ckpt:
         ckpt = utils.load_checkpoint(args.ckpt, kind="curve", model=args.model)
         cli.resolve_from_checkpoint(args, ckpt, args.ckpt, ("model", "dataset", "transform", "curve", "num_bends"))
@@ -83,8 +88,11 @@ def load_curve(args, device):
     cli.resolve_split(args, False, checkpoints, evaluation_only=True)
     if args.wd is None:
         args.wd = trained_wd if trained_wd is not None else 1e-4
+    return checkpoints
 
-    dataset, loaders = cli.load_data(args, device)
+
+def build_curve(args, checkpoints: dict, dataset, device) -> curves.CurveModel:
+    """The curve of --ckpt, or the straight segment: a 2-bend PolyChain between the two networks."""
     for path, ckpt in checkpoints.items():
         if ckpt["num_classes"] != dataset.num_classes or ckpt["model_kwargs"] != cli.model_kwargs(dataset):
             raise UserError(f"{path} holds a network for {ckpt['num_classes']} classes and {ckpt['model_kwargs']}, "
@@ -97,7 +105,7 @@ def load_curve(args, device):
         curve.load_bend(1, checkpoints[args.init_end]["model_state"])
     if args.channels_last:
         curve.to(memory_format=torch.channels_last)
-    return curve, dataset, loaders
+    return curve
 
 
 def evaluate_point(curve, t: float, train_loader, test_loader, wd: float, amp: bool,
@@ -156,9 +164,15 @@ def plot(path: str, arrays: dict) -> None:
 
 def main(argv=None) -> None:
     args = build_parser().parse_args(argv)
-    device = cli.device_of(args)
-    curve, dataset, loaders = load_curve(args, device)
-    record = utils.RunRecord(args.dir, vars(args))
+    checkpoints = load_checkpoints(args)
+    procs = runtime.start_processes(args)
+    run = runtime.Run(args, procs, script="eval_curve")
+    if run.state == "finished":
+        return cli.finished(run)
+    dataset, loaders = cli.load_data(args, procs)
+    curve = build_curve(args, checkpoints, dataset, procs.device)
+    amp = runtime.autocast_type(args)
+    run.open_records()
     table = cli.Table(["t", "tr_loss", "tr_nll", "tr_err", "te_nll", "te_err", "dl"])
 
     records, previous, ensemble = [], None, None
@@ -168,15 +182,16 @@ def main(argv=None) -> None:
             weights = curve.weights(t)
         dl = 0.0 if previous is None else curves.distance(previous, weights)  # one point's weights held, not all
         previous = weights
-        point, probs = evaluate_point(curve, t, train_loader, loaders["test"], args.wd, args.amp, draw=i)
+        point, probs = evaluate_point(curve, t, train_loader, loaders["test"], args.wd, amp, draw=i)
         point = {"t": t, "dl": dl, **{k: v for k, v in point.items() if k != "t"}}
         if args.ensemble:
             ensemble = probs if ensemble is None else ensemble + probs
         records.append(point)
-        record.log(point)
+        run.log(point)
         table.print(point)
 
-    write_outputs(args.dir, records)
+    if run.path("curve.npz"):
+        write_outputs(args.dir, records)
     dl = [r["dl"] for r in records]
     summary = {"length": float(sum(dl))}
     for name, key in SUMMARY.items():
@@ -185,11 +200,13 @@ def main(argv=None) -> None:
         labels = loaders["test"].labels
         metrics = utils.prediction_metrics(ensemble / len(records), labels.cpu().numpy())
         summary.update({"ens_acc": metrics["accuracy"], "ens_nll": metrics["nll"], "ens_size": len(records)})
-        print(f"ensemble of {len(records)} points: accuracy {metrics['accuracy']:.2f}%, NLL {metrics['nll']:.4f}")
-    print(f"length {summary['length']:.4f}; " + "; ".join(
+        if procs.is_main:
+            print(f"ensemble of {len(records)} points: accuracy {metrics['accuracy']:.2f}%, NLL {metrics['nll']:.4f}")
+    if procs.is_main:
+        print(f"length {summary['length']:.4f}; " + "; ".join(
         f"{name} start {s['start']:.4f} max {s['max']:.4f} int {s['int']:.4f}"
-        for name, s in summary.items() if isinstance(s, dict)))
-    record.summary(summary)
+            for name, s in summary.items() if isinstance(s, dict)))
+    run.finish(summary)
 
 
 if __name__ == "__main__":

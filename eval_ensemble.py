@@ -13,7 +13,6 @@ as the original script, it only prints.
 """
 from __future__ import annotations
 
-import os
 import sys
 
 import numpy as np
@@ -21,6 +20,7 @@ import torch
 
 import cli
 import ensembles
+import runtime
 import utils
 from errors import UserError
 
@@ -37,6 +37,7 @@ def build_parser() -> cli.ArgumentParser:
 
 def load_checkpoints(args) -> list[dict]:
     """All checkpoints, checked to be one architecture for one dataset, before anything is written."""
+    args.ckpt = [runtime.resolve_checkpoint_path(path) for path in args.ckpt]
     ckpts = [utils.load_checkpoint(path, kind="model") for path in args.ckpt]
     first, first_path = ckpts[0], args.ckpt[0]
     for ckpt, path in zip(ckpts[1:], args.ckpt[1:]):
@@ -60,12 +61,16 @@ def load_checkpoints(args) -> list[dict]:
 def main(argv=None) -> None:
     args = build_parser().parse_args(sys.argv[1:] if argv is None else argv)
     ckpts = load_checkpoints(args)
-    device = cli.device_of(args)
-    dataset, loaders = cli.load_data(args, device)
+    procs = runtime.start_processes(args)
+    run = runtime.Run(args, procs, script="eval_ensemble")
+    if run.state == "finished":
+        return cli.finished(run)
+    device, amp = procs.device, runtime.autocast_type(args)
+    dataset, loaders = cli.load_data(args, procs)
     if ckpts[0]["num_classes"] != dataset.num_classes:
         raise UserError(f"{args.ckpt[0]} has {ckpts[0]['num_classes']} classes, "
                         f"{args.dataset} has {dataset.num_classes}")
-    record = utils.RunRecord(args.dir, vars(args)) if args.dir else None  # without --dir: print only
+    run.open_records()  # without --dir: print only
 
     ensemble = ensembles.ProbabilityEnsemble()
     table = cli.Table(["#", "checkpoint", "nll", "acc", "ens_nll", "ens_acc"])
@@ -76,7 +81,7 @@ def main(argv=None) -> None:
         if args.channels_last:
             model.to(memory_format=torch.channels_last)
         test, probs, labels = utils.evaluate_with_predictions(cli.maybe_compile(model, args.compile),
-                                                              loaders["test"], amp=args.amp)
+                                                              loaders["test"], amp=amp)
         nll, acc = test["nll"], test["accuracy"]
         ensemble.add(probs)
         ens = ensemble.metrics(labels)
@@ -85,17 +90,17 @@ def main(argv=None) -> None:
         ens_acc.append(ens["accuracy"])
         table.print({"#": i + 1, "checkpoint": path, "nll": nll, "acc": acc,
                      "ens_nll": ens["nll"], "ens_acc": ens["accuracy"]})
-        if record:
-            record.log({"index": i + 1, "checkpoint": path, "test_nll": nll, "test_acc": acc,
-                        "ens_nll": ens["nll"], "ens_acc": ens["accuracy"], "ens_ece": ens["ece"]})
+        run.log({"index": i + 1, "checkpoint": path, "test_nll": nll, "test_acc": acc,
+                 "ens_nll": ens["nll"], "ens_acc": ens["accuracy"], "ens_ece": ens["ece"]})
 
+    if not procs.is_main:
+        return
     print(f"ensemble of {ensemble.size}: accuracy {ens['accuracy']:.2f}%, NLL {ens['nll']:.4f}, "
           f"ECE {100 * ens['ece']:.2f}% (mean single model: accuracy {np.mean(model_acc):.2f}%)")
-    if record is None:
-        return
-    ensembles.plot_ensemble_accuracy(os.path.join(args.dir, "ensemble.png"), model_acc, ens_acc,
-                                     title=f"{args.model} on {args.dataset}", xlabel="number of models")
-    record.summary({"model_acc": model_acc, "model_nll": model_nll, "ens_acc": ens["accuracy"],
+    if run.path("ensemble.png"):
+        ensembles.plot_ensemble_accuracy(run.path("ensemble.png"), model_acc, ens_acc,
+                                         title=f"{args.model} on {args.dataset}", xlabel="number of models")
+    run.finish({"model_acc": model_acc, "model_nll": model_nll, "ens_acc": ens["accuracy"],
                     "ens_nll": ens["nll"], "ens_ece": ens["ece"], "ensemble_size": ensemble.size})
 
 

@@ -21,7 +21,6 @@ trains from scratch (--model and --dataset then needed).
 """
 from __future__ import annotations
 
-import os
 import sys
 import time
 
@@ -29,6 +28,7 @@ import torch
 
 import cli
 import ensembles
+import runtime
 import utils
 from errors import UserError
 
@@ -66,12 +66,11 @@ def check_schedule(args) -> list[int]:
     return epochs
 
 
-def main(argv=None) -> None:
-    args = build_parser().parse_args(sys.argv[1:] if argv is None else argv)
-    snapshots = check_schedule(args)
-    device = cli.device_of(args)
+def load_start(args) -> dict | None:
+    """The checkpoint FGE starts from (a file, or a run folder's latest), with the flags settled."""
     ckpt = None
     if args.ckpt is not None:
+        args.ckpt = runtime.resolve_checkpoint_path(args.ckpt)
         ckpt = utils.load_checkpoint(args.ckpt, kind="model")
         cli.resolve_from_checkpoint(args, ckpt, args.ckpt)
     elif args.schedule != "cosine":
@@ -82,34 +81,47 @@ def main(argv=None) -> None:
         args.dataset = args.dataset or "CIFAR10"
         args.transform = args.transform or "VGG"
     cli.resolve_split(args, False, {args.ckpt: ckpt} if ckpt else None)  # FGE continues on the checkpoint's images
+    return ckpt
+
+
+def main(argv=None) -> None:
+    args = build_parser().parse_args(sys.argv[1:] if argv is None else argv)
+    snapshots = check_schedule(args)
+    start = load_start(args)
+    procs = runtime.start_processes(args)
+    run = runtime.Run(args, procs, script="fge")
+    if run.state == "finished":
+        return cli.finished(run)
 
     torch.manual_seed(args.seed)
-    dataset, loaders = cli.load_data(args, device)
-    if ckpt is not None and ckpt["num_classes"] != dataset.num_classes:
-        raise UserError(f"{args.ckpt} has {ckpt['num_classes']} classes, {args.dataset} has {dataset.num_classes}")
-    model = cli.build_model(args.model, dataset, device, args.channels_last)
+    dataset, loaders = cli.load_data(args, procs)
+    if start is not None and start["num_classes"] != dataset.num_classes:
+        raise UserError(f"{args.ckpt} has {start['num_classes']} classes, {args.dataset} has {dataset.num_classes}")
+    model = cli.build_model(args.model, dataset, procs.device, args.channels_last)
     optimizer = torch.optim.SGD(model.parameters(), lr=args.lr_1, momentum=args.momentum, weight_decay=args.wd)
-    start_epoch = 0
-    if ckpt is not None:
-        model.load_state_dict(ckpt["model_state"])
-        if ckpt.get("optimizer_state") is not None:  # swa.pt has none: momentum then starts from zero
-            optimizer.load_state_dict(ckpt["optimizer_state"])
-            # load_state_dict brought the checkpoint's hyperparameters too: the flags win
-            for group in optimizer.param_groups:
-                group.update(momentum=args.momentum, weight_decay=args.wd)
-        start_epoch = ckpt["epoch"]
-
-    if os.path.isfile(os.path.join(args.dir, "args.json")) and ckpt is not None \
-            and os.path.samefile(os.path.dirname(os.path.abspath(args.ckpt)), args.dir):
-        print(f"warning: {args.dir} holds the run of {args.ckpt}; its metrics.csv and summary.json "
-              "are replaced by this run's", file=sys.stderr)
-    record = utils.RunRecord(args.dir, vars(args))
-    forward = cli.maybe_compile(model, args.compile)
+    scaler, amp = runtime.grad_scaler(args, procs.device), runtime.autocast_type(args)
+    offset = start["epoch"] if start is not None else 0  # snapshots and data draws count on from the checkpoint's
     ensemble = ensembles.ProbabilityEnsemble()
     snapshot_acc, ensemble_acc = [], []
+    ckpt = run.load()
+    done = 0
+    if ckpt is not None:  # this run, continued
+        cli.restore_training(ckpt, model, optimizer, scaler, args.momentum, args.wd)
+        run.restore_random_state(ckpt)
+        ensemble.load_state(ckpt["ensemble"])
+        snapshot_acc, ensemble_acc = list(ckpt["snapshot_acc"]), list(ckpt["ensemble_acc"])
+        done = ckpt["epoch"]
+    elif start is not None:
+        # swa.pt has no optimizer state: momentum then starts from zero; the flags' momentum and wd win
+        cli.restore_training(start, model, optimizer, None, args.momentum, args.wd)
+    run.open_records(resume_epoch=done if ckpt else None)
+    forward = cli.maybe_compile(procs.wrap(model), args.compile)
+    run.set_payload(lambda: cli.model_payload(args, dataset, model, optimizer, scaler, ensemble=ensemble.state(),
+                                              snapshot_acc=snapshot_acc, ensemble_acc=ensemble_acc))
     name = "FGE" if args.schedule == "linear" else "SSE"
-    print(f"{name}: {args.epochs} epochs from epoch {start_epoch}, cycle {args.cycle}, "
-          f"snapshots after epochs {', '.join(map(str, snapshots))}", flush=True)
+    if procs.is_main:
+        print(f"{name}: {args.epochs} epochs from epoch {offset}, cycle {args.cycle}, "
+              f"snapshots after epochs {', '.join(map(str, snapshots))}", flush=True)
 
     def lr_at(epoch: int, fraction: float) -> float:
         if args.schedule == "linear":
@@ -117,39 +129,44 @@ def main(argv=None) -> None:
         return ensembles.sse_learning_rate(epoch, fraction, args.cycle, args.lr_1)
 
     table = cli.Table(["ep", "lr", "tr_loss", "tr_acc", "te_nll", "te_acc", "ens", "ens_nll", "ens_acc", "time"])
-    ens, test = {}, {}
-    for epoch in range(args.epochs):  # the cycle arithmetic counts this run's epochs, from 0
+    for epoch in range(done, args.epochs):  # the cycle arithmetic counts this run's epochs, from 0
         started = time.time()
         # the data draws continue the checkpoint's epochs; the cycle counts this run's
-        train = cli.train_epoch(forward, loaders["train"], optimizer, start_epoch + epoch,
-                                lr_fn=lambda fraction: lr_at(epoch, fraction), amp=args.amp)
-        test, probs, labels = utils.evaluate_with_predictions(forward, loaders["test"], amp=args.amp)
+        train = cli.train_epoch(run, forward, loaders["train"], optimizer, offset + epoch,
+                                resume=_shifted(ckpt, offset), lr_fn=lambda fraction: lr_at(epoch, fraction),
+                                amp=amp, scaler=scaler)
+        test, probs, labels = utils.evaluate_with_predictions(forward, loaders["test"], amp=amp)
         snapshot = ensembles.is_snapshot_epoch(epoch, args.cycle, args.schedule)
         if snapshot:  # the lowest rate of the cycle: collect this model
             ensemble.add(probs)
-            ens = ensemble.metrics(labels)
             snapshot_acc.append(test["accuracy"])
-            ensemble_acc.append(ens["accuracy"])
-            utils.save_checkpoint(utils.checkpoint_path(args.dir, start_epoch + epoch + 1, prefix="fge"),
-                                  utils.model_checkpoint(
-                                      args.model, model, num_classes=dataset.num_classes,
-                                      model_kwargs=cli.model_kwargs(dataset), dataset=args.dataset,
-                                      transform=args.transform, epoch=start_epoch + epoch + 1,
-                                      optimizer=optimizer, args=vars(args)))
+            ensemble_acc.append(ensemble.metrics(labels)["accuracy"])
+            path = run.path(f"fge-{offset + epoch + 1}.pt", prefixed=False)
+            if path:
+                utils.save_checkpoint(path, cli.model_payload(args, dataset, model, optimizer, epoch=offset + epoch + 1))
+        ens = ensemble.metrics(labels) if ensemble.size else {}
         lr = lr_at(epoch, 1.0)  # the rate the epoch ends at: lr_2 (or 0) at a snapshot
-        row = {"ep": epoch + 1, "lr": lr, "tr_loss": train["loss"], "tr_acc": train["accuracy"],
-               "te_nll": test["nll"], "te_acc": test["accuracy"], "ens": ensemble.size,
-               "ens_nll": ens.get("nll"), "ens_acc": ens.get("accuracy"), "time": time.time() - started}
-        table.print(row)
-        record.log({"epoch": epoch + 1, "lr": lr, "train_loss": train["loss"], "train_acc": train["accuracy"],
-                    "test_nll": test["nll"], "test_acc": test["accuracy"], "snapshot": int(snapshot),
-                    "ensemble_size": ensemble.size, "ens_nll": ens.get("nll"), "ens_acc": ens.get("accuracy"),
-                    "ens_ece": ens.get("ece"), "time": row["time"]})
+        row = {"epoch": epoch + 1, "lr": lr, "train_loss": train["loss"], "train_acc": train["accuracy"],
+               "test_nll": test["nll"], "test_acc": test["accuracy"], "snapshot": int(snapshot),
+               "ensemble_size": ensemble.size, "ens_nll": ens.get("nll"), "ens_acc": ens.get("accuracy"),
+               "ens_ece": ens.get("ece"), "time": time.time() - started}
+        table.print({"ep": epoch + 1, "lr": lr, "tr_loss": train["loss"], "tr_acc": train["accuracy"],
+                     "te_nll": test["nll"], "te_acc": test["accuracy"], "ens": ensemble.size,
+                     "ens_nll": ens.get("nll"), "ens_acc": ens.get("accuracy"), "time": row["time"]})
+        run.log(row)
+        run.end_epoch(epoch + 1, keep=False)
 
-    ensembles.plot_ensemble_accuracy(os.path.join(args.dir, "ensemble.png"), snapshot_acc, ensemble_acc,
-                                     title=f"{name}, {args.model} on {args.dataset}")
-    record.summary({"ensemble_size": ensemble.size, "ens_acc": ens["accuracy"], "ens_nll": ens["nll"],
-                    "ens_ece": ens["ece"], "model_acc": snapshot_acc[-1], "snapshot_epochs": snapshots})
+    ens = ensemble.metrics(loaders["test"].labels.cpu().numpy())
+    plot = run.path("ensemble.png")
+    if plot:
+        ensembles.plot_ensemble_accuracy(plot, snapshot_acc, ensemble_acc, title=f"{name}, {args.model} on {args.dataset}")
+    run.finish({"ensemble_size": ensemble.size, "ens_acc": ens["accuracy"], "ens_nll": ens["nll"],
+                "ens_ece": ens["ece"], "model_acc": snapshot_acc[-1], "snapshot_epochs": snapshots})
+
+
+def _shifted(ckpt: dict | None, offset: int) -> dict | None:
+    """A continued run's checkpoint with its epoch counted as the data draws count (from the start checkpoint's)."""
+    return None if ckpt is None else {**ckpt, "epoch": ckpt["epoch"] + offset}
 
 
 if __name__ == "__main__":

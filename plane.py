@@ -23,7 +23,6 @@ point) and summary.json (the bends, the segment's and the curve's midpoints, the
 from __future__ import annotations
 
 import itertools
-import os
 import sys
 
 import numpy as np
@@ -34,6 +33,7 @@ import cli
 import curves
 import models
 import planes
+import runtime
 import utils
 from errors import UserError
 
@@ -63,7 +63,7 @@ def build_parser() -> cli.ArgumentParser:
 
 def load_points(args) -> tuple[dict, list[dict]]:
     """The first checkpoint and the three points' plain state dicts: a curve's bends, or three models."""
-    paths = args.ckpt
+    paths = args.ckpt = [runtime.resolve_checkpoint_path(p) for p in args.ckpt]
     if len(paths) == 1:
         ckpt = utils.load_checkpoint(paths[0])
         if ckpt["kind"] != "curve":
@@ -100,7 +100,11 @@ def main(argv=None) -> None:
     is_curve = ckpt["kind"] == "curve"
     if args.wd is None:
         args.wd = float((ckpt.get("args") or {}).get("wd", 1e-4))
-    device = cli.device_of(args)
+    procs = runtime.start_processes(args)
+    run = runtime.Run(args, procs, script="plane")
+    if run.state == "finished":
+        return cli.finished(run)
+    device, amp = procs.device, runtime.autocast_type(args)
 
     # the plain module; the plane's points are copied into its parameters one at a time
     module = models.build_model(ckpt["model"], ckpt["num_classes"], **ckpt["model_kwargs"])
@@ -118,15 +122,16 @@ def main(argv=None) -> None:
     alphas, betas, grid = plane.grid(args.grid_points, args.margin_left, args.margin_right,
                                      args.margin_bottom, args.margin_top)
 
-    dataset, loaders = cli.load_data(args, device)
+    dataset, loaders = cli.load_data(args, procs)
     if dataset.num_classes != ckpt["num_classes"]:
         raise UserError(f"{args.ckpt[0]} has {ckpt['num_classes']} classes, {args.dataset} {dataset.num_classes}")
     module.to(device)
     if args.channels_last:
         module.to(memory_format=torch.channels_last)
     forward = cli.maybe_compile(module, args.compile)
-    record = utils.RunRecord(args.dir, vars(args))
-    print(f"weight space: {plane.u.numel()} dimensions; |w2 - w0| = {plane.dx:.4g}, "
+    run.open_records()
+    if procs.is_main:
+        print(f"weight space: {plane.u.numel()} dimensions; |w2 - w0| = {plane.dx:.4g}, "
           f"distance of w1 from that line = {plane.dy:.4g}; train loss L2 term with wd = {args.wd:g}")
 
     train_loader = cli.train_eval_loader(args, loaders)
@@ -135,10 +140,10 @@ def main(argv=None) -> None:
     def measure(weights: torch.Tensor) -> dict:
         planes.load_flat(module, weights)
         train_loader.set_epoch(next(draws))
-        utils.update_bn(module, train_loader, forward=forward, amp=args.amp)  # stats of these weights
+        utils.update_bn(module, train_loader, forward=forward, amp=amp)  # stats of these weights
         train_loader.set_epoch(next(draws))
-        train = utils.evaluate(forward, train_loader, amp=args.amp)
-        test = utils.evaluate(forward, loaders["test"], amp=args.amp)
+        train = utils.evaluate(forward, train_loader, amp=amp)
+        test = utils.evaluate(forward, loaders["test"], amp=amp)
         reg = planes.l2(weights, args.wd)
         return {"tr_loss": train["nll"] + reg, "tr_nll": train["nll"], "tr_acc": train["accuracy"],
                 "tr_err": 100.0 - train["accuracy"], "te_loss": test["nll"] + reg, "te_nll": test["nll"],
@@ -149,7 +154,7 @@ def main(argv=None) -> None:
     for i, j in cli.progress(itertools.product(range(G), range(G)), "plane", total=G * G):
         x, y = grid[i, j]
         row = {"i": i, "j": j, "x": float(x), "y": float(y), **measure(plane.point(float(x), float(y)))}
-        record.log(row)
+        run.log(row)
         rows.append(row)
     keys = ["tr_loss", "tr_nll", "tr_acc", "tr_err", "te_loss", "te_nll", "te_acc", "te_err"]
     result = {"ts": ts, "bend_coordinates": bend_xy.numpy(), "curve_coordinates": curve_xy,
@@ -169,13 +174,14 @@ def main(argv=None) -> None:
         table.append([name, x, y, m["tr_loss"], m["tr_err"], m["te_nll"], m["te_err"]])
         summary_points[name] = {"x": x, "y": y, "train_loss": m["tr_loss"], "train_err": m["tr_err"],
                                 "test_nll": m["te_nll"], "test_err": m["te_err"]}
-    print(tabulate(table, ["point", "x", "y", "tr_loss", "tr_err", "te_nll", "te_err"], floatfmt="9.4f"))
-
-    with utils.atomic_open(os.path.join(args.dir, "plane.npz"), "wb") as f:  # never half a file
-        np.savez(f, **result)
-    title = f"{ckpt['model']} on {args.dataset}: " + (f"{ckpt['curve']} curve" if is_curve else "three networks")
-    planes.plot_plane({**result, "is_curve": is_curve}, os.path.join(args.dir, "plane.png"), title)
-    record.summary({
+    if procs.is_main:
+        print(tabulate(table, ["point", "x", "y", "tr_loss", "tr_err", "te_nll", "te_err"], floatfmt="9.4f"))
+    if run.path("plane.npz"):
+        with utils.atomic_open(run.path("plane.npz"), "wb") as f:  # never half a file
+            np.savez(f, **result)
+        title = f"{ckpt['model']} on {args.dataset}: " + (f"{ckpt['curve']} curve" if is_curve else "three networks")
+        planes.plot_plane({**result, "is_curve": is_curve}, run.path("plane.png"), title)
+    run.finish({
         "grid_points": G, "dx": plane.dx, "dy": plane.dy, "wd": args.wd, "points": summary_points,
         "grid": {k: {"min": float(result[k].min()), "max": float(result[k].max())}
                  for k in ("tr_loss", "te_nll", "te_err")},

@@ -27,8 +27,6 @@ Without --swa this is plain SGD with the SWA repository's schedule.
 """
 from __future__ import annotations
 
-import argparse
-import os
 import sys
 import time
 
@@ -37,13 +35,9 @@ import torch
 import cli
 import ensembles
 import models
+import runtime
 import utils
 from errors import UserError
-
-# Flags that shape the run: on --resume those not given again are the checkpoint's.
-RUN_KEYS = ("epochs", "lr_init", "wd", "momentum", "swa", "swa_start", "swa_lr", "swa_c_epochs",
-            "eval_freq", "save_freq", "ckpt", "seed", "batch_size", "use_test")
-
 
 def build_parser() -> cli.ArgumentParser:
     parser = cli.ArgumentParser(description="Stochastic Weight Averaging (or SGD with the SWA repository's schedule).")
@@ -69,29 +63,21 @@ def build_parser() -> cli.ArgumentParser:
     return parser
 
 
-def given_flags(argv: list[str]) -> set[str]:
-    """The destinations of the flags written on the command line (not defaulted)."""
-    parser = build_parser()
-    for action in parser._actions:
-        action.default = argparse.SUPPRESS
-    return set(vars(parser.parse_args(argv)))
-
-
-def load_start(args, argv) -> tuple[dict | None, dict | None]:
-    """Read --resume or --ckpt and settle the flags; every bad input is a UserError, before any write."""
+def load_start(args, parser, argv) -> tuple[dict | None, dict | None, set]:
+    """Read --resume or --ckpt and settle the flags; every bad input is a UserError, before any write.
+    Returns the --resume checkpoint, the --ckpt checkpoint and the flags given with --resume."""
     if args.resume and args.ckpt:
         raise UserError("give --ckpt to start a run, or --resume to continue one, not both")
     resume = start = None
+    given = set()
     if args.resume:
+        args.resume = runtime.resolve_checkpoint_path(args.resume, continuing=True)
         resume = utils.load_checkpoint(args.resume, kind="model")
         if "swa_state" not in resume or resume.get("optimizer_state") is None:
             raise UserError(f"{args.resume} is not a swa.py checkpoint (use --ckpt to start SWA from it)")
-        given, stored = given_flags(argv), resume.get("args") or {}
-        for key in RUN_KEYS:
-            if key not in given and key in stored:
-                setattr(args, key, stored[key])
-        cli.resolve_from_checkpoint(args, resume, args.resume)
+        given = cli.settings_from_checkpoint(args, parser, argv, resume, args.resume)
     elif args.ckpt:
+        args.ckpt = runtime.resolve_checkpoint_path(args.ckpt)
         start = utils.load_checkpoint(args.ckpt, kind="model")
         cli.resolve_from_checkpoint(args, start, args.ckpt)
         args.swa = True
@@ -108,7 +94,7 @@ def load_start(args, argv) -> tuple[dict | None, dict | None]:
     if args.swa and args.swa_start > args.epochs:
         raise UserError(f"--swa_start={args.swa_start} is past the last epoch (--epochs={args.epochs}): "
                         "nothing would be averaged")
-    return resume, start
+    return resume, start, given
 
 
 def learning_rate(args, epoch: int) -> float:
@@ -121,91 +107,92 @@ def learning_rate(args, epoch: int) -> float:
 
 
 def main(argv=None) -> None:
-    argv = sys.argv[1:] if argv is None else argv
-    args = build_parser().parse_args(argv)
-    resume, start = load_start(args, argv)
-    device = cli.device_of(args)
+    argv = sys.argv[1:] if argv is None else list(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    resume, start, given = load_start(args, parser, argv)
+    procs = runtime.start_processes(args)
+    run = runtime.Run(args, procs, script="swa", resume_from=args.resume, may_differ=given)
+    if run.state == "finished":
+        return cli.finished(run)
 
     torch.manual_seed(args.seed)
-    dataset, loaders = cli.load_data(args, device)
-    for ckpt, path in ((resume, args.resume), (start, args.ckpt)):
-        if ckpt is not None and ckpt["num_classes"] != dataset.num_classes:
-            raise UserError(f"{path} has {ckpt['num_classes']} classes, {args.dataset} has {dataset.num_classes}")
-    model = cli.build_model(args.model, dataset, device, args.channels_last)
+    dataset, loaders = cli.load_data(args, procs)
+    if start is not None and start["num_classes"] != dataset.num_classes:
+        raise UserError(f"{args.ckpt} has {start['num_classes']} classes, {args.dataset} has {dataset.num_classes}")
+    model = cli.sync_batchnorm(cli.build_model(args.model, dataset, procs.device, args.channels_last), args, procs)
     optimizer = torch.optim.SGD(model.parameters(), lr=args.lr_init, momentum=args.momentum, weight_decay=args.wd)
-    source = resume or start
-    if source is not None:
-        model.load_state_dict(source["model_state"])
-        if source.get("optimizer_state") is not None:
-            optimizer.load_state_dict(source["optimizer_state"])
-            for group in optimizer.param_groups:  # the loaded state brought its own hyperparameters
-                group.update(momentum=args.momentum, weight_decay=args.wd)
+    scaler, amp = runtime.grad_scaler(args, procs.device), runtime.autocast_type(args)
     average = ensembles.averaged_model(model) if args.swa else None
+    ckpt = run.load()
     start_epoch = 0
-    if resume is not None:
-        if average is not None and resume["swa_state"] is not None:
-            ensembles.load_average(average, resume["swa_state"], resume["swa_n"])
-        utils.set_rng_state(resume["rng_state"])
-        start_epoch = resume["epoch"]
-
-    record = utils.RunRecord(args.dir, vars(args), resume_epoch=start_epoch if resume else None)
-    forward = cli.maybe_compile(model, args.compile)
+    if ckpt is not None:  # this run, continued
+        cli.restore_training(ckpt, model, optimizer, scaler, args.momentum, args.wd)
+        if average is not None and ckpt["swa_state"] is not None:
+            ensembles.load_average(average, ckpt["swa_state"], ckpt["swa_n"])
+        run.restore_random_state(ckpt)
+        start_epoch = ckpt["epoch"]
+    elif start is not None:  # the flags' momentum and wd win over the checkpoint optimizer's
+        cli.restore_training(start, model, optimizer, None, args.momentum, args.wd)
+        if average is not None:
+            average.module.load_state_dict(model.state_dict())  # the BatchNorm buffers too
+    run.open_records(resume_epoch=start_epoch if ckpt else None)
+    forward = cli.maybe_compile(procs.wrap(model), args.compile)
 
     def swa_n() -> int:
         return int(average.n_averaged) if average is not None else 0
 
-    def save(epoch: int) -> None:
-        utils.save_checkpoint(utils.checkpoint_path(args.dir, epoch), utils.model_checkpoint(
-            args.model, model, num_classes=dataset.num_classes, model_kwargs=cli.model_kwargs(dataset),
-            dataset=args.dataset, transform=args.transform, epoch=epoch, optimizer=optimizer, args=vars(args),
-            swa_state=average.module.state_dict() if average is not None else None, swa_n=swa_n()))
+    run.set_payload(lambda: cli.model_payload(
+        args, dataset, model, optimizer, scaler, swa_n=swa_n(),
+        swa_state=average.module.state_dict() if average is not None else None))
 
     def evaluate_average(epoch: int) -> dict:
         # The average's BatchNorm statistics belong to none of the averaged models: recompute
         # them with one pass over the training data (the epoch's batches, so a resumed run agrees).
         loaders["train"].set_epoch(epoch)
-        utils.update_bn(average.module, loaders["train"], amp=args.amp)
-        return utils.evaluate(average.module, loaders["test"], amp=args.amp)
+        utils.update_bn(average.module, loaders["train"], amp=amp)
+        return utils.evaluate(average.module, loaders["test"], amp=amp)
 
-    if start_epoch == 0:
-        save(0)
-    mode = "from " + args.ckpt if args.ckpt else "from scratch"
-    print(f"{'SWA' if args.swa else 'SGD'} {mode}: {args.epochs} epochs"
-          + (f", averaging from epoch {args.swa_start} every {args.swa_c_epochs}" if args.swa else ""), flush=True)
+    if ckpt is None:
+        run.save(0, keep=True)
+    if procs.is_main:
+        mode = "from " + args.ckpt if args.ckpt else "from scratch"
+        print(f"{'SWA' if args.swa else 'SGD'} {mode}: {args.epochs} epochs"
+              + (f", averaging from epoch {args.swa_start} every {args.swa_c_epochs}" if args.swa else ""), flush=True)
     table = cli.Table(["ep", "lr", "tr_loss", "tr_acc", "te_nll", "te_acc", "swa_n", "swa_nll", "swa_acc", "time"])
     test, swa = {}, {}
     for epoch in range(start_epoch, args.epochs):
         started = time.time()
         lr = learning_rate(args, epoch)
-        train = cli.train_epoch(forward, loaders["train"], optimizer, epoch, lr=lr, amp=args.amp)
+        train = cli.train_epoch(run, forward, loaders["train"], optimizer, epoch, resume=ckpt, lr=lr, amp=amp,
+                                scaler=scaler)
         if average is not None and ensembles.joins_average(epoch + 1, args.swa_start, args.swa_c_epochs):
             average.update_parameters(model)
         last = epoch + 1 == args.epochs
         test, swa = {}, {}
         if epoch == 0 or (epoch + 1) % args.eval_freq == 0 or last:
-            test = utils.evaluate(forward, loaders["test"], amp=args.amp)
+            test = utils.evaluate(forward, loaders["test"], amp=amp)
             if swa_n() > 0:
                 swa = evaluate_average(epoch)
-        row = {"ep": epoch + 1, "lr": lr, "tr_loss": train["loss"], "tr_acc": train["accuracy"],
-               "te_nll": test.get("nll"), "te_acc": test.get("accuracy"), "swa_n": swa_n(),
-               "swa_nll": swa.get("nll"), "swa_acc": swa.get("accuracy"), "time": time.time() - started}
-        table.print(row)
-        record.log({"epoch": epoch + 1, "lr": lr, "train_loss": train["loss"], "train_acc": train["accuracy"],
-                    "test_nll": test.get("nll"), "test_acc": test.get("accuracy"), "swa_n": swa_n(),
-                    "swa_test_nll": swa.get("nll"), "swa_test_acc": swa.get("accuracy"), "time": row["time"]})
-        if (epoch + 1) % args.save_freq == 0 or last:
-            save(epoch + 1)  # after the BN update: the saved random state is where the next epoch starts
+        row = {"epoch": epoch + 1, "lr": lr, "train_loss": train["loss"], "train_acc": train["accuracy"],
+               "test_nll": test.get("nll"), "test_acc": test.get("accuracy"), "swa_n": swa_n(),
+               "swa_test_nll": swa.get("nll"), "swa_test_acc": swa.get("accuracy"), "time": time.time() - started}
+        table.print({"ep": epoch + 1, "lr": lr, "tr_loss": train["loss"], "tr_acc": train["accuracy"],
+                     "te_nll": test.get("nll"), "te_acc": test.get("accuracy"), "swa_n": swa_n(),
+                     "swa_nll": swa.get("nll"), "swa_acc": swa.get("accuracy"), "time": row["time"]})
+        run.log(row)
+        # after the BatchNorm update: the saved random state is where the next epoch starts
+        run.end_epoch(epoch + 1, keep=(epoch + 1) % args.save_freq == 0 or last)
 
-    if not test:  # resumed from the last epoch: evaluate what was loaded
-        test = utils.evaluate(forward, loaders["test"], amp=args.amp)
+    if not test:  # stopped after the last epoch, before summary.json: evaluate what was loaded
+        test = utils.evaluate(forward, loaders["test"], amp=amp)
         if swa_n() > 0:
             swa = evaluate_average(args.epochs - 1)
-    if swa_n() > 0:
-        utils.save_checkpoint(os.path.join(args.dir, "swa.pt"), utils.model_checkpoint(
-            args.model, average.module, num_classes=dataset.num_classes, model_kwargs=cli.model_kwargs(dataset),
-            dataset=args.dataset, transform=args.transform, epoch=args.epochs, args=vars(args)))
-    record.summary({"swa_n": swa_n(), "swa_test_acc": swa.get("accuracy"), "swa_test_nll": swa.get("nll"),
-                    "sgd_test_acc": test["accuracy"], "sgd_test_nll": test["nll"]})
+    path = run.path("swa.pt", prefixed=False)
+    if swa_n() > 0 and path:
+        utils.save_checkpoint(path, cli.model_payload(args, dataset, average.module, epoch=args.epochs))
+    run.finish({"swa_n": swa_n(), "swa_test_acc": swa.get("accuracy"), "swa_test_nll": swa.get("nll"),
+                "sgd_test_acc": test["accuracy"], "sgd_test_nll": test["nll"]})
 
 
 if __name__ == "__main__":

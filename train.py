@@ -10,6 +10,12 @@ A small run on the bundled DIGITS data (no download, a few seconds on a CPU):
     python train.py --dir=runs/digits --dataset=DIGITS --model=ConvFC --epochs=20 --use_test
 
 With --curve, the same command line fits a curve instead (see train_curve.py).
+
+Started again with the same command, a run continues from its latest checkpoint in --dir
+(last.pt after every epoch, checkpoint-<epoch>.pt every --save_freq epochs); SIGTERM or
+SIGUSR1 make it write last.pt after the current step and exit with status 75. Under
+torchrun --nproc_per_node=N the same command trains on N processes, --batch_size the
+global batch.
 """
 from __future__ import annotations
 
@@ -19,6 +25,7 @@ import time
 import torch
 
 import cli
+import runtime
 import utils
 from errors import UserError
 
@@ -33,73 +40,74 @@ def build_parser() -> cli.ArgumentParser:
     group.add_argument("--lr", type=cli.non_negative_float, default=0.01, help="initial learning rate")
     group.add_argument("--wd", type=cli.non_negative_float, default=1e-4, help="weight decay")
     group.add_argument("--momentum", type=cli.non_negative_float, default=0.9, help="SGD momentum")
-    group.add_argument("--save_freq", type=cli.positive_int, default=50, help="checkpoint every N epochs")
-    group.add_argument("--resume", default=None, metavar="CKPT", help="checkpoint to continue from")
+    group.add_argument("--save_freq", type=cli.positive_int, default=50, help="keep a checkpoint every N epochs")
+    group.add_argument("--resume", default=None, metavar="CKPT",
+                       help="continue the run of this checkpoint (or run folder), with its settings")
+    group.add_argument("--sync_bn", action="store_true", help="under torchrun: SyncBatchNorm (GPUs only)")
     group.add_argument("--curve", default=None, help="fit a curve instead: see train_curve.py --help")
     return parser
 
 
 def main(argv=None) -> None:
-    argv = sys.argv[1:] if argv is None else argv
-    args, _ = build_parser().parse_known_args(argv)
-    ckpt = utils.load_checkpoint(args.resume) if args.resume else None
-    if args.curve is not None or (ckpt is not None and ckpt["kind"] == "curve"):
+    argv = sys.argv[1:] if argv is None else list(argv)
+    parser = build_parser()
+    args, _ = parser.parse_known_args(argv)
+    resume_path = runtime.resolve_checkpoint_path(args.resume, continuing=True) if args.resume else None
+    resume = utils.load_checkpoint(resume_path) if resume_path else None
+    if args.curve is not None or (resume is not None and resume["kind"] == "curve"):
         import train_curve  # the original train.py fitted curves too: hand over
 
         return train_curve.main(argv)
-    args = build_parser().parse_args(argv)
-    device = cli.device_of(args)
-    if ckpt is not None:  # a 'model' checkpoint: curves went to train_curve above
-        cli.resolve_from_checkpoint(args, ckpt, args.resume)
+    args = parser.parse_args(argv)
+    given = ()
+    if resume is not None:  # a 'model' checkpoint: curves went to train_curve above
+        given = cli.settings_from_checkpoint(args, parser, argv, resume, resume_path)
     elif args.model is None:
         raise UserError("--model is required (or --resume a checkpoint)")
-    cli.resolve_split(args, False, {args.resume: ckpt} if ckpt else None)  # the original's default: hold out 5000 images
+    cli.resolve_split(args, False, {resume_path: resume} if resume else None)  # the original's: hold out 5000
+    procs = runtime.start_processes(args)
+    run = runtime.Run(args, procs, script="train", resume_from=resume_path, may_differ=given)
+    if run.state == "finished":
+        return cli.finished(run)
 
     torch.manual_seed(args.seed)
-    dataset, loaders = cli.load_data(args, device)
-    model = cli.build_model(args.model, dataset, device, args.channels_last)
+    dataset, loaders = cli.load_data(args, procs)
+    model = cli.sync_batchnorm(cli.build_model(args.model, dataset, procs.device, args.channels_last), args, procs)
     optimizer = torch.optim.SGD(model.parameters(), lr=args.lr, momentum=args.momentum, weight_decay=args.wd)
+    scaler, amp = runtime.grad_scaler(args, procs.device), runtime.autocast_type(args)
+    ckpt = run.load()
     start_epoch = 0
     if ckpt is not None:
-        model.load_state_dict(ckpt["model_state"])
-        optimizer.load_state_dict(ckpt["optimizer_state"])
-        utils.set_rng_state(ckpt["rng_state"])
+        cli.restore_training(ckpt, model, optimizer, scaler, args.momentum, args.wd)
+        run.restore_random_state(ckpt)
         start_epoch = ckpt["epoch"]
+    run.open_records(resume_epoch=start_epoch if ckpt else None)
+    forward = cli.maybe_compile(procs.wrap(model), args.compile)
+    run.set_payload(lambda: cli.model_payload(args, dataset, model, optimizer, scaler))
+    if ckpt is None:
+        run.save(0, keep=True)  # the initialisation, as the original's checkpoint-0.pt
 
-    record = utils.RunRecord(args.dir, vars(args), resume_epoch=start_epoch if ckpt else None)
-    forward = cli.maybe_compile(model, args.compile)
-
-    def save(epoch: int) -> None:
-        utils.save_checkpoint(utils.checkpoint_path(args.dir, epoch), utils.model_checkpoint(
-            args.model, model, num_classes=dataset.num_classes, model_kwargs=cli.model_kwargs(dataset),
-            dataset=args.dataset, transform=args.transform, epoch=epoch, optimizer=optimizer,
-            args=vars(args)))
-
-    if start_epoch == 0:
-        save(0)
     table = cli.Table(["ep", "lr", "tr_loss", "tr_acc", "te_nll", "te_acc", "time"])
-    row = None
+    train = test = None
     for epoch in range(start_epoch, args.epochs):
         started = time.time()
         lr = utils.learning_rate_schedule(args.lr, epoch + 1, args.epochs)  # the original counts from 1
-        train = cli.train_epoch(forward, loaders["train"], optimizer, epoch, lr=lr, amp=args.amp)
-        test = utils.evaluate(forward, loaders["test"], amp=args.amp)
-        row = {"ep": epoch + 1, "lr": lr, "tr_loss": train["loss"], "tr_acc": train["accuracy"],
-               "te_nll": test["nll"], "te_acc": test["accuracy"], "time": time.time() - started}
-        table.print(row)
-        record.log({"epoch": epoch + 1, "lr": lr, "train_loss": train["loss"], "train_acc": train["accuracy"],
-                    "test_nll": test["nll"], "test_acc": test["accuracy"], "test_ece": test["ece"],
-                    "time": row["time"]})
-        if (epoch + 1) % args.save_freq == 0 or epoch + 1 == args.epochs:
-            save(epoch + 1)
+        train = cli.train_epoch(run, forward, loaders["train"], optimizer, epoch, resume=ckpt, lr=lr, amp=amp,
+                                scaler=scaler)
+        test = utils.evaluate(forward, loaders["test"], amp=amp)
+        row = {"epoch": epoch + 1, "lr": lr, "train_loss": train["loss"], "train_acc": train["accuracy"],
+               "test_nll": test["nll"], "test_acc": test["accuracy"], "test_ece": test["ece"],
+               "time": time.time() - started}
+        table.print({"ep": epoch + 1, "lr": lr, "tr_loss": train["loss"], "tr_acc": train["accuracy"],
+                     "te_nll": test["nll"], "te_acc": test["accuracy"], "time": row["time"]})
+        run.log(row)
+        run.end_epoch(epoch + 1, keep=(epoch + 1) % args.save_freq == 0 or epoch + 1 == args.epochs)
 
-    if row is None:  # resumed from the last epoch: evaluate what was loaded
-        test = utils.evaluate(forward, loaders["test"], amp=args.amp)
-        train = utils.evaluate(forward, loaders["train_eval"], amp=args.amp)
-        row = {"ep": start_epoch, "tr_loss": train["loss"], "tr_acc": train["accuracy"],
-               "te_nll": test["nll"], "te_acc": test["accuracy"]}
-    record.summary({"epoch": row["ep"], "train_loss": row["tr_loss"], "train_acc": row["tr_acc"],
-                    "test_nll": row["te_nll"], "test_acc": row["te_acc"]})
+    if train is None:  # stopped after the last epoch, before summary.json: evaluate what was loaded
+        test = utils.evaluate(forward, loaders["test"], amp=amp)
+        train = utils.evaluate(forward, loaders["train_eval"], amp=amp)
+    run.finish({"epoch": args.epochs, "train_loss": train["loss"], "train_acc": train["accuracy"],
+                "test_nll": test["nll"], "test_acc": test["accuracy"]})
 
 
 if __name__ == "__main__":

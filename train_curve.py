@@ -24,12 +24,14 @@ and fit none. Use eval_curve.py for the whole curve.
 """
 from __future__ import annotations
 
+import sys
 import time
 
 import torch
 
 import cli
 import curves
+import runtime
 import utils
 from errors import UserError
 
@@ -61,24 +63,27 @@ def build_parser() -> cli.ArgumentParser:
     group.add_argument("--wd", type=cli.non_negative_float, default=1e-4,
                        help="weight decay: 0.5 * wd * ||phi(t)||^2 at the sampled t")
     group.add_argument("--momentum", type=cli.non_negative_float, default=0.9, help="SGD momentum")
-    group.add_argument("--save_freq", type=cli.positive_int, default=50, help="checkpoint every N epochs")
-    group.add_argument("--resume", default=None, metavar="CKPT", help="curve checkpoint to continue from")
+    group.add_argument("--save_freq", type=cli.positive_int, default=50, help="keep a checkpoint every N epochs")
+    group.add_argument("--resume", default=None, metavar="CKPT",
+                       help="continue the run of this curve checkpoint (or run folder), with its settings")
     cli.add_train_eval_argument(parser.add_argument_group("Evaluation"))
     return parser
 
 
-def resolve_arguments(args) -> dict:
-    """Fill what the checkpoints determine; return the endpoint checkpoints by position ('start', 'end')."""
+def resolve_arguments(args, parser, argv) -> tuple[dict, set, str | None]:
+    """Fill what the checkpoints determine. Returns the endpoint checkpoints by position ('start',
+    'end'), the flags given with --resume and the --resume checkpoint's path."""
     if args.resume:
-        ckpt = utils.load_checkpoint(args.resume, kind="curve")
-        cli.resolve_from_checkpoint(args, ckpt, args.resume,
-                                    ("model", "dataset", "transform", "curve", "num_bends"))
+        path = runtime.resolve_checkpoint_path(args.resume, continuing=True)
+        ckpt = utils.load_checkpoint(path, kind="curve")
+        given = cli.settings_from_checkpoint(args, parser, argv, ckpt, path,
+                                             ("model", "dataset", "transform", "curve", "num_bends"))
         for flag in ("fix_start", "fix_end"):
-            if getattr(args, flag) and not ckpt[flag]:
-                raise UserError(f"--{flag} contradicts {args.resume}, whose curve has a free {flag[4:]}")
-            setattr(args, flag, ckpt[flag])
-        cli.resolve_split(args, False, {args.resume: ckpt})
-        return {"resume": ckpt}
+            if getattr(args, flag) != ckpt[flag]:
+                raise UserError(f"--{flag} contradicts {path}, whose curve has a "
+                                f"{'fixed' if ckpt[flag] else 'free'} {flag[4:]}")
+        cli.resolve_split(args, False, {path: ckpt})
+        return {}, given, path
     if args.curve is None:
         raise UserError("--curve is required (or --resume a curve checkpoint)")
     args.num_bends = args.num_bends or 3
@@ -100,7 +105,8 @@ def resolve_arguments(args) -> dict:
             raise UserError(f"--fix_{which} keeps the {which} fixed, so it needs --init_{which} CKPT")
     if args.fix_start and args.fix_end and args.num_bends == 2:
         raise UserError("a 2-bend curve with both ends fixed has nothing to train: use --num_bends 3 or more")
-    return found
+    args.dataset, args.transform = args.dataset or "CIFAR10", args.transform or "VGG"
+    return found, set(), None
 
 
 def build_curve(args, dataset, device, endpoints: dict) -> curves.CurveModel:
@@ -146,58 +152,63 @@ def evaluate_at(curve: curves.CurveModel, t: float, loader, bn_loader, amp: bool
 
 
 def main(argv=None) -> None:
-    args = build_parser().parse_args(argv)
-    device = cli.device_of(args)
-    endpoints = resolve_arguments(args)
-    args.dataset, args.transform = args.dataset or "CIFAR10", args.transform or "VGG"
+    argv = sys.argv[1:] if argv is None else list(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    endpoints, given, resume_path = resolve_arguments(args, parser, argv)
+    procs = runtime.start_processes(args)
+    run = runtime.Run(args, procs, script="train_curve", resume_from=resume_path, may_differ=given)
+    if run.state == "finished":
+        return cli.finished(run)
 
     torch.manual_seed(args.seed)
-    dataset, loaders = cli.load_data(args, device)
-    curve = build_curve(args, dataset, device, endpoints)
+    dataset, loaders = cli.load_data(args, procs)
+    ckpt = run.load()
+    curve = build_curve(args, dataset, procs.device, {"resume": ckpt} if ckpt else endpoints)
     # free bends only: fixed endpoints are buffers. No optimizer weight decay: the L2 term is on phi(t).
     optimizer = torch.optim.SGD(curve.parameters(), lr=args.lr, momentum=args.momentum, weight_decay=0.0)
-    start_epoch, ckpt = 0, endpoints.get("resume")
+    scaler, amp = runtime.grad_scaler(args, procs.device), runtime.autocast_type(args)
+    start_epoch = 0
     if ckpt is not None:
         optimizer.load_state_dict(ckpt["optimizer_state"])
-        utils.set_rng_state(ckpt["rng_state"])
+        if scaler is not None and ckpt.get("scaler_state"):
+            scaler.load_state_dict(ckpt["scaler_state"])
+        curve.load_sampler_state(ckpt["sampler_state"])
+        run.restore_random_state(ckpt)
         start_epoch = ckpt["epoch"]
-
-    record = utils.RunRecord(args.dir, vars(args), resume_epoch=start_epoch if ckpt else None)
-    forward = cli.maybe_compile(curve, args.compile)
+    run.open_records(resume_epoch=start_epoch if ckpt else None)
+    # the bends' BatchNorm statistics are recomputed wherever the curve is evaluated: no buffer syncing
+    forward = cli.maybe_compile(procs.wrap(curve, broadcast_buffers=False), args.compile)
     bn_loader = cli.train_eval_loader(args, loaders)
     regularizer = curve.regularizer(args.wd)
+    run.set_payload(lambda: curves.curve_checkpoint(
+        curve, args.model, num_classes=dataset.num_classes, model_kwargs=cli.model_kwargs(dataset),
+        dataset=args.dataset, transform=args.transform, optimizer=optimizer, args=vars(args),
+        scaler_state=scaler.state_dict() if scaler is not None else None, sampler_state=curve.sampler_state()))
+    if ckpt is None:
+        run.save(0, keep=True)
 
-    def save(epoch: int) -> None:
-        utils.save_checkpoint(utils.checkpoint_path(args.dir, epoch), curves.curve_checkpoint(
-            curve, args.model, num_classes=dataset.num_classes, model_kwargs=cli.model_kwargs(dataset),
-            dataset=args.dataset, transform=args.transform, epoch=epoch, optimizer=optimizer,
-            args=vars(args)))
-
-    if start_epoch == 0:
-        save(0)
     table = cli.Table(["ep", "lr", "tr_loss", "tr_nll", "tr_acc", "te_nll@.5", "te_acc@.5", "time"])
-    row = None
+    train = None
     for epoch in range(start_epoch, args.epochs):
         started = time.time()
         lr = utils.learning_rate_schedule(args.lr, epoch + 1, args.epochs)  # the original counts from 1
-        train = cli.train_epoch(forward, loaders["train"], optimizer, epoch, lr=lr, regularizer=regularizer,
-                                amp=args.amp)
-        test = evaluate_at(curve, EVAL_T, loaders["test"], bn_loader, args.amp, draw=epoch)
-        row = {"ep": epoch + 1, "lr": lr, "tr_loss": train["loss"], "tr_nll": train["nll"],
-               "tr_acc": train["accuracy"], "te_nll@.5": test["nll"], "te_acc@.5": test["accuracy"],
-               "time": time.time() - started}
-        table.print(row)
-        record.log({"epoch": epoch + 1, "lr": lr, "train_loss": train["loss"], "train_nll": train["nll"],
-                    "train_acc": train["accuracy"], "test_t": EVAL_T, "test_nll": test["nll"],
-                    "test_acc": test["accuracy"], "time": row["time"]})
-        if (epoch + 1) % args.save_freq == 0 or epoch + 1 == args.epochs:
-            save(epoch + 1)
+        train = cli.train_epoch(run, forward, loaders["train"], optimizer, epoch, resume=ckpt, lr=lr,
+                                regularizer=regularizer, amp=amp, scaler=scaler)
+        test = evaluate_at(curve, EVAL_T, loaders["test"], bn_loader, amp, draw=epoch)
+        row = {"epoch": epoch + 1, "lr": lr, "train_loss": train["loss"], "train_nll": train["nll"],
+               "train_acc": train["accuracy"], "test_t": EVAL_T, "test_nll": test["nll"],
+               "test_acc": test["accuracy"], "time": time.time() - started}
+        table.print({"ep": epoch + 1, "lr": lr, "tr_loss": train["loss"], "tr_nll": train["nll"],
+                     "tr_acc": train["accuracy"], "te_nll@.5": test["nll"], "te_acc@.5": test["accuracy"],
+                     "time": row["time"]})
+        run.log(row)
+        run.end_epoch(epoch + 1, keep=(epoch + 1) % args.save_freq == 0 or epoch + 1 == args.epochs)
 
-    if row is None:  # resumed from the last epoch: the loaded curve's figures at t = 0.5
-        train = evaluate_at(curve, EVAL_T, loaders["train_eval"], bn_loader, args.amp, draw=start_epoch - 1)
+    if train is None:  # stopped after the last epoch, before summary.json: the curve's figures at t = 0.5
+        train = evaluate_at(curve, EVAL_T, loaders["train_eval"], bn_loader, amp, draw=args.epochs - 1)
         train["loss"] += float(curve.l2(args.wd, EVAL_T))
-        row = {"ep": start_epoch, "tr_loss": train["loss"], "tr_acc": train["accuracy"]}
-    record.summary({"epoch": row["ep"], "train_loss": row["tr_loss"], "train_acc": row["tr_acc"]})
+    run.finish({"epoch": args.epochs, "train_loss": train["loss"], "train_acc": train["accuracy"]})
 
 
 if __name__ == "__main__":

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import itertools
 import json
 import math
 import os
@@ -18,20 +19,23 @@ from typing import Callable, Iterable
 
 import numpy as np
 import torch
+import torch.distributed as dist
 import torch.nn as nn
 import torch.nn.functional as F
 
-from errors import DivergedError, UserError
+from errors import DivergedError, UserError, WriteError
 
 
 def default_device() -> torch.device:
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
-def autocast(device: torch.device | str, amp: bool):
-    """bfloat16 autocast on CPU or GPU when ``amp``, else a no-op context."""
+def autocast(device: torch.device | str, amp: bool | torch.dtype | None):
+    """Autocast on CPU or GPU: ``amp`` True means bfloat16, a dtype that dtype (bfloat16 or
+    float16); False or None a no-op context."""
     device_type = torch.device(device).type
-    return torch.autocast(device_type, dtype=torch.bfloat16, enabled=amp)
+    dtype = torch.bfloat16 if amp is True else amp
+    return torch.autocast(device_type, dtype=dtype or torch.bfloat16, enabled=bool(amp))
 
 
 # --------------------------------------------------------------------------- schedules
@@ -61,48 +65,100 @@ def set_learning_rate(optimizer: torch.optim.Optimizer, lr: float) -> None:
 
 # --------------------------------------------------------------------------- loops
 
-def train_epoch(model: Callable, batches: Iterable, optimizer: torch.optim.Optimizer, *,
+class Interrupted(Exception):
+    """An epoch stopped early at ``step`` (a signal asked for it): ``partial`` holds the
+    figures summed so far over all processes, to hand to the resumed epoch."""
+
+    def __init__(self, step: int, partial: list[float]):
+        super().__init__(f"interrupted at step {step}")
+        self.step, self.partial = step, partial
+
+
+def train_epoch(model: Callable, loader: Iterable, optimizer: torch.optim.Optimizer, *,
                 lr_fn: Callable[[float], float] | None = None,
                 regularizer: Callable[[], torch.Tensor] | None = None,
-                amp: bool = False) -> dict:
-    """One pass over ``batches`` (a Loader, or a progress bar wrapping one).
+                amp: bool | torch.dtype | None = False, scaler=None, start_step: int = 0,
+                partial: list[float] | None = None, should_stop: Callable[[], bool] | None = None,
+                progress: Callable[[Iterable], Iterable] | None = None) -> dict:
+    """One pass over ``loader`` (a ``data.Loader``, or any iterable of ``(x, y)`` batches).
 
     ``lr_fn(fraction)``, if given, sets the learning rate before each step from the
     fraction of the epoch done (0 at the first batch), for per-iteration schedules
     such as FGE's. ``regularizer()``, if given, is added to the loss after each
-    forward pass (a curve's L2 term at the t that forward sampled). Returns the
-    mean ``loss`` (with the regulariser), ``nll`` and ``accuracy`` (percent).
+    forward pass (a curve's L2 term at the t that forward sampled). ``scaler``: a
+    ``torch.amp.GradScaler`` for float16. Returns the mean ``loss`` (with the
+    regulariser), ``nll`` and ``accuracy`` (percent) over all processes' images.
+
+    Data parallelism: each process gets its share of every global batch of N images.
+    DistributedDataParallel averages the processes' gradients, so each process's loss is
+    its summed NLL times (world size / N): the average is then the gradient of the global
+    batch's mean NLL, also for a short last batch split unevenly.
+
+    Resuming within an epoch: ``start_step`` batches are skipped and ``partial`` (from
+    ``Interrupted``) holds their figures. ``should_stop()`` is asked after every step; when
+    it says so, ``Interrupted`` is raised once the step is done.
     Raises DivergedError if the loss became NaN or infinite.
     """
     if isinstance(model, nn.Module):
         model.train()
-    num_batches = len(batches)
-    sums, seen = None, 0  # (loss, nll, correct) summed on the device: no sync per step
-    for i, (x, y) in enumerate(batches):
+    num_batches = len(loader)
+    world = getattr(loader, "world_size", 1)
+    batches = loader.batches(start_step) if hasattr(loader, "batches") else itertools.islice(loader, start_step, None)
+    if progress is not None:
+        batches = progress(batches)
+    sums = None  # (loss, nll, correct, seen) summed on the device: no host sync per step
+    for i, (x, y) in enumerate(batches, start_step):
+        if sums is None:
+            sums = torch.zeros(4, dtype=torch.float64, device=x.device)
+            if partial is not None and getattr(loader, "rank", 0) == 0:  # counted once over all processes
+                sums += torch.tensor(partial, dtype=torch.float64, device=x.device)
         if lr_fn is not None:
             set_learning_rate(optimizer, lr_fn(i / num_batches))
+        global_n = loader.global_batch_size(i) if hasattr(loader, "global_batch_size") else len(y)
         with autocast(x.device, amp):
             logits = model(x)
-        nll = F.cross_entropy(logits.float(), y)
-        loss = nll if regularizer is None else nll + regularizer()
+        nll_sum = F.cross_entropy(logits.float(), y, reduction="sum")
+        reg = regularizer() if regularizer is not None else None
+        loss = nll_sum * (world / global_n) + (reg if reg is not None else 0.0)
         optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
+        if scaler is not None:
+            scaler.scale(loss).backward()
+            scaler.step(optimizer)
+            scaler.update()
+        else:
+            loss.backward()
+            optimizer.step()
         with torch.no_grad():
-            n = len(y)
-            batch = torch.stack([loss.detach() * n, nll.detach() * n,
-                                 (logits.argmax(1) == y).sum().float()])
-            sums = batch if sums is None else sums + batch
-            seen += n
-    loss_total, nll_total, correct = sums.tolist()  # the one sync of the epoch
+            nll = nll_sum.detach().double()
+            with_reg = nll + reg.detach().double() * len(y) if reg is not None else nll
+            correct = (logits.argmax(1) == y).sum().double()
+            sums += torch.stack([with_reg, nll, correct, torch.full_like(nll, len(y))])
+        if should_stop is not None and i + 1 < num_batches and should_stop():
+            raise Interrupted(i + 1, _reduced(sums, world).tolist())
+    if sums is None:  # nothing left to do
+        sums = torch.tensor(partial or [0.0] * 4, dtype=torch.float64)
+    loss_total, nll_total, correct, seen = _reduced(sums, world).tolist()  # the one sync of the epoch
     if not math.isfinite(loss_total):
         raise DivergedError(f"the training loss became {loss_total}")
     return {"loss": loss_total / seen, "nll": nll_total / seen, "accuracy": 100.0 * correct / seen}
 
 
+def _reduced(sums: torch.Tensor, world: int) -> torch.Tensor:
+    """``sums`` added up over all processes (a copy; itself when there is one process)."""
+    if world == 1:
+        return sums
+    total = sums.clone()
+    dist.all_reduce(total)
+    return total
+
+
 @torch.inference_mode()
-def predict_logits(model: Callable, loader: Iterable, amp: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
-    """Logits (float32) and labels of every example of ``loader``, in order, on the loader's device."""
+def predict_logits(model: Callable, loader: Iterable, amp: bool | torch.dtype | None = False
+                   ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Logits (float32) and labels of every example of ``loader``, in order, on the loader's device.
+
+    With several processes each evaluates its share and every process gets all the rows.
+    """
     if isinstance(model, nn.Module):
         model.eval()
     logits, labels = [], []
@@ -110,7 +166,32 @@ def predict_logits(model: Callable, loader: Iterable, amp: bool = False) -> tupl
         with autocast(x.device, amp):
             logits.append(model(x).float())
         labels.append(y)
-    return torch.cat(logits), torch.cat(labels)
+    logits, labels = torch.cat(logits), torch.cat(labels)
+    if getattr(loader, "world_size", 1) > 1:
+        positions = loader.local_positions().to(logits.device)
+        logits = gather_rows(logits, positions, loader.num_images)
+        labels = gather_rows(labels, positions, loader.num_images)
+    return logits, labels
+
+
+def gather_rows(local: torch.Tensor, positions: torch.Tensor, total: int) -> torch.Tensor:
+    """The ``total`` rows that the processes hold between them, each its ``local`` rows at
+    ``positions``, assembled on every process (all_gather needs equal sizes: rows are padded)."""
+    world = dist.get_world_size()
+    sizes = [torch.zeros((), dtype=torch.long, device=local.device) for _ in range(world)]
+    dist.all_gather(sizes, torch.tensor(len(local), device=local.device))
+    longest = int(max(sizes))
+    pad = longest - len(local)
+    padded = torch.cat([local, local.new_zeros((pad,) + local.shape[1:])])
+    where = torch.cat([positions, positions.new_zeros(pad)])
+    rows = [torch.empty_like(padded) for _ in range(world)]
+    places = [torch.empty_like(where) for _ in range(world)]
+    dist.all_gather(rows, padded)
+    dist.all_gather(places, where)
+    out = local.new_empty((total,) + local.shape[1:])
+    for block, place, size in zip(rows, places, sizes):
+        out[place[:int(size)]] = block[:int(size)]
+    return out
 
 
 def predict(model: Callable, loader: Iterable, amp: bool = False) -> tuple[np.ndarray, np.ndarray]:
@@ -172,8 +253,8 @@ def has_batchnorm(module: nn.Module) -> bool:
     return any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in module.modules())
 
 
-@torch.inference_mode()
-def update_bn(model: nn.Module, loader: Iterable, forward: Callable | None = None, amp: bool = False) -> None:
+def update_bn(model: nn.Module, loader: Iterable, forward: Callable | None = None,
+              amp: bool | torch.dtype | None = False) -> None:
     """Recompute the BatchNorm running statistics of ``model`` with one pass over ``loader``.
 
     The statistics become the average of the per-batch statistics, weighted by batch
@@ -182,6 +263,9 @@ def update_bn(model: nn.Module, loader: Iterable, forward: Callable | None = Non
     That is exact for a short last batch too, where ``torch.optim.swa_utils.update_bn``
     (momentum None) weights every batch equally. ``forward(x)`` runs the network
     (default ``model``), so a curve at a fixed t, or any callable, can be used.
+
+    With several processes, each global batch is normalised with, and counted by, its
+    statistics over all processes' shares (``_synced``), so the result is one process's.
     """
     layers = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
     if not layers:
@@ -192,17 +276,48 @@ def update_bn(model: nn.Module, loader: Iterable, forward: Callable | None = Non
         m.reset_running_stats()
     model.train()
     forward = forward or model
-    seen = 0
-    for x, _ in loader:
-        b = len(x)
+    synced = getattr(loader, "world_size", 1) > 1
+    if synced:
         for m in layers:
-            m.momentum = b / (seen + b)
-        with autocast(x.device, amp):
-            forward(x)
-        seen += b
-    for m, momentum in zip(layers, momenta):
-        m.momentum = momentum
-    model.train(was_training)
+            m.forward = _synced(m)  # an instance attribute: the class's forward is untouched
+    seen = 0
+    try:
+        with torch.inference_mode():
+            for step, (x, _) in enumerate(loader):
+                b = loader.global_batch_size(step) if hasattr(loader, "global_batch_size") else len(x)
+                for m in layers:
+                    m.momentum = b / (seen + b)
+                with autocast(x.device, amp):
+                    forward(x)
+                seen += b
+    finally:
+        for m, momentum in zip(layers, momenta):
+            m.momentum = momentum
+            m.__dict__.pop("forward", None)
+        model.train(was_training)
+
+
+def _synced(bn: nn.modules.batchnorm._BatchNorm) -> Callable:
+    """A training-mode forward for ``bn`` over the global batch that the processes share:
+    the per-channel sum, sum of squares and count are added up over all processes (in
+    float64, so E[x^2] - E[x]^2 keeps its precision); the batch is normalised with the
+    global mean and biased variance, and the running statistics take the global mean and
+    unbiased variance, as BatchNorm does for one process. (torch's SyncBatchNorm does the
+    same, but on GPUs only; this serves the BatchNorm update on any device.)"""
+    def forward(x: torch.Tensor) -> torch.Tensor:
+        channels, dims = x.shape[1], [0] + list(range(2, x.dim()))
+        x64 = x.double()
+        stats = torch.cat([x64.sum(dims), (x64 * x64).sum(dims), x64.new_full((1,), x.numel() / channels)])
+        dist.all_reduce(stats)
+        count = stats[-1]
+        mean = stats[:channels] / count
+        var = (stats[channels:2 * channels] / count - mean * mean).clamp(min=0)
+        m = bn.momentum
+        bn.running_mean.mul_(1 - m).add_(mean.to(bn.running_mean.dtype), alpha=m)
+        bn.running_var.mul_(1 - m).add_((var * count / (count - 1).clamp(min=1)).to(bn.running_var.dtype), alpha=m)
+        bn.num_batches_tracked.add_(1)
+        return F.batch_norm(x, mean.float(), var.float(), bn.weight, bn.bias, False, 0.0, bn.eps)
+    return forward
 
 
 # --------------------------------------------------------------------------- checkpoints
@@ -244,7 +359,7 @@ def load_checkpoint(path: str, kind: str | None = None, model: str | None = None
 
 
 def model_checkpoint(model_name: str, model: nn.Module, *, num_classes: int, model_kwargs: dict,
-                     dataset: str, transform: str, epoch: int, optimizer=None, args: dict | None = None,
+                     dataset: str, transform: str, epoch: int = 0, optimizer=None, args: dict | None = None,
                      **extra) -> dict:
     """A 'model' checkpoint: everything needed to rebuild ``model`` and to resume its training."""
     return {
@@ -284,44 +399,89 @@ def set_rng_state(state: dict) -> None:
 class RunRecord:
     """The files every run writes in its folder: command.sh, args.json, metrics.csv, summary.json.
 
-    ``resume_epoch``: when a run resumes from the end of that epoch, rows of
-    metrics.csv after it (written before the interruption) are dropped, so the
-    file ends up as an uninterrupted run's.
+    A new run writes command.sh and args.json; a continued one (``append_command``) adds
+    its command line to command.sh and keeps the args.json of the run it continues.
+    ``resume_epoch``: when a run resumes from the end of that epoch, rows of metrics.csv
+    after it (written before the interruption) are dropped, and so is a row cut short by
+    a kill, so that the file ends up as an uninterrupted run's.
     """
 
     def __init__(self, directory: str, args: dict, resume_epoch: int | None = None,
-                 metrics_file: str = "metrics.csv"):
-        self.directory = directory
-        os.makedirs(directory, exist_ok=True)
-        self.metrics_path = os.path.join(directory, metrics_file)
-        command = shlex.join([os.path.basename(sys.executable)] + sys.argv)
-        _write_atomic(os.path.join(directory, "command.sh"), "#!/bin/sh\n" + command + "\n")
-        _write_atomic(os.path.join(directory, "args.json"), json.dumps(args, indent=2, default=str) + "\n")
-        self._rows: list[dict] = []
+                 append_command: bool = False, prefix: str = ""):
+        self.directory, self.prefix = directory, prefix
+        try:
+            os.makedirs(directory, exist_ok=True)
+        except OSError as exc:
+            raise WriteError(f"cannot create {directory}: {exc.strerror or exc}") from exc
+        self.metrics_path = os.path.join(directory, prefix + "metrics.csv")
+        command = shlex.join([os.path.basename(sys.executable)] + sys.argv) + "\n"
+        command_path = os.path.join(directory, prefix + "command.sh")
+        if append_command and os.path.isfile(command_path):
+            with open(command_path) as f:
+                command = f.read() + command
+        else:
+            command = "#!/bin/sh\n" + command
+            _write_atomic(os.path.join(directory, prefix + "args.json"), json.dumps(args, indent=2, default=str) + "\n")
+        _write_atomic(command_path, command)
+        self.fields: list[str] = []
+        rows = []
         if resume_epoch is not None and os.path.isfile(self.metrics_path):
             with open(self.metrics_path, newline="") as f:
-                self._rows = [r for r in csv.DictReader(f) if int(r.get("epoch", 0)) <= resume_epoch]
-        self._write_metrics()
+                reader = csv.DictReader(f)
+                rows = [r for r in reader if None not in r.values() and None not in r
+                        and _epoch_of(r) <= resume_epoch]
+        self._rewrite(rows)
 
     def log(self, row: dict) -> None:
-        """Add one row (an epoch, a curve point) to metrics.csv."""
-        self._rows.append(row)
-        self._write_metrics()
+        """Add one row (an epoch, a curve point) to metrics.csv: appended, unless it brings new columns."""
+        if not self.fields or any(k not in self.fields for k in row):
+            self._rewrite(self._rows() + [row])
+            return
+        try:
+            with open(self.metrics_path, "a", newline="") as f:
+                csv.DictWriter(f, fieldnames=self.fields).writerow(row)
+        except OSError as exc:
+            raise WriteError(f"cannot write {self.metrics_path}: {exc.strerror or exc}") from exc
 
-    def _write_metrics(self) -> None:
-        if not self._rows:
+    def _rows(self) -> list[dict]:
+        if not os.path.isfile(self.metrics_path):
+            return []
+        with open(self.metrics_path, newline="") as f:
+            return list(csv.DictReader(f))
+
+    def _rewrite(self, rows: list[dict]) -> None:
+        self.fields = list(dict.fromkeys(k for row in rows for k in row))
+        if not rows:
             if os.path.exists(self.metrics_path):
                 os.remove(self.metrics_path)
             return
-        fields = list(dict.fromkeys(k for row in self._rows for k in row))
         with atomic_open(self.metrics_path) as f:
-            writer = csv.DictWriter(f, fieldnames=fields)
+            writer = csv.DictWriter(f, fieldnames=self.fields)
             writer.writeheader()
-            writer.writerows(self._rows)
+            writer.writerows(rows)
 
     def summary(self, figures: dict) -> None:
         """Write summary.json, the run's final figures; done last."""
-        _write_atomic(os.path.join(self.directory, "summary.json"), json.dumps(figures, indent=2) + "\n")
+        _write_atomic(os.path.join(self.directory, self.prefix + "summary.json"), json.dumps(figures, indent=2) + "\n")
+
+
+def _epoch_of(row: dict) -> float:
+    try:
+        return float(row.get("epoch", 0))
+    except ValueError:
+        return math.inf  # a row cut short: dropped
+
+
+_UMASK = None
+
+
+def _file_mode() -> int:
+    """The mode a plain ``open`` gives a new file: 0o666 less the process's umask."""
+    global _UMASK
+    if _UMASK is None:
+        _UMASK = os.umask(0)
+        os.umask(_UMASK)
+    return 0o666 & ~_UMASK
 
 
 @contextlib.contextmanager
@@ -329,18 +489,28 @@ def atomic_open(path: str, mode: str = "w"):
     """Open a temporary file beside ``path`` for writing; on success it is renamed to ``path``.
 
     A reader, or a run killed at any moment, sees either the old file or the new one,
-    never half of one. ``mode`` is "w" (text) or "wb".
+    never half of one. ``mode`` is "w" (text) or "wb". The file gets the permissions a
+    plain ``open`` would give it (mkstemp's are 0600, which would keep colleagues on a
+    shared cluster from reading a run). A write error (a full disk, a missing permission)
+    is a ``WriteError`` naming ``path``; the old file stays as it was.
     """
     folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=os.path.splitext(path)[1], dir=folder)
     try:
+        os.makedirs(folder, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=os.path.splitext(path)[1], dir=folder)
+    except OSError as exc:
+        raise WriteError(f"cannot write {path}: {exc.strerror or exc}") from exc
+    try:
+        os.fchmod(fd, _file_mode())
         with os.fdopen(fd, mode, **({} if "b" in mode else {"newline": ""})) as f:
             yield f
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
         with contextlib.suppress(OSError):
             os.remove(tmp)
+        if isinstance(exc, OSError) or (isinstance(exc, RuntimeError) and "write" in str(exc).lower()):
+            # torch.save reports a failed write as a RuntimeError ("file write failed")
+            raise WriteError(f"cannot write {path}: {getattr(exc, 'strerror', None) or exc}") from exc
         raise
 
 

@@ -133,7 +133,9 @@ def test_the_published_fge_command(tmp_path):
     run_script("fge.py", f"--dir={run}", f"--ckpt={run}/checkpoint-160.pt", f"--data_path={data_path}",
                "--dataset=CIFAR100", "--use_test", "--transform=VGG", "--model=VGG16", "--epochs=2",
                "--wd=5e-4", "--lr_1=1e-2", "--lr_2=1e-2", "--cycle=2")
-    assert summary(run)["ensemble_size"] == 1 and (run / "fge-161.pt").is_file()
+    # the folder holds the checkpoint's run: FGE's records begin with "fge-", the snapshots are fge-<epoch>.pt
+    assert json.loads((run / "fge-summary.json").read_text())["ensemble_size"] == 1
+    assert (run / "fge-161.pt").is_file() and not (run / "summary.json").exists()
 
 
 def test_the_published_swa_command_parses(tmp_path):

@@ -2,6 +2,7 @@
 import csv
 import json
 import os
+import shutil
 
 import torch
 
@@ -31,8 +32,10 @@ def test_resume_gives_the_same_weights(tmp_path):
     common = ["--dataset=DIGITS", "--model=PreResNet20", "--use_test", "--epochs=2", "--lr=0.05",
               "--batch_size=128", "--save_freq=1", "--seed=3"]
     run_script("train.py", f"--dir={tmp_path / 'whole'}", *common)
-    run_script("train.py", f"--dir={tmp_path / 'resumed'}", *common,
-               f"--resume={tmp_path / 'whole' / 'checkpoint-1.pt'}")
+    # the epoch-1 checkpoint alone (in its own folder the run went on to epoch 2), continued elsewhere
+    os.makedirs(tmp_path / "half")
+    shutil.copy(tmp_path / "whole" / "checkpoint-1.pt", tmp_path / "half")
+    run_script("train.py", f"--dir={tmp_path / 'resumed'}", f"--resume={tmp_path / 'half' / 'checkpoint-1.pt'}")
     whole = torch.load(tmp_path / "whole" / "checkpoint-2.pt", weights_only=True)
     resumed = torch.load(tmp_path / "resumed" / "checkpoint-2.pt", weights_only=True)
     for name in whole["model_state"]:
