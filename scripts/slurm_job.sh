@@ -10,6 +10,8 @@
 # Not when SLURM itself is ending the job (scancel, the time limit reached, preemption): the
 # job is then no longer RUNNING, and a requeue would undo a cancel. A preempted job is requeued
 # by SLURM where the cluster says so; otherwise starting the table's command again resubmits it.
+# The signals go to the run as they are, whatever it is (a container or a wrapper passes them on);
+# a script with nothing to checkpoint (an evaluation) should ignore SIGUSR1 and use its last minutes.
 # torch would start a thread per core of the node, and the jobs sharing the node would fight over them
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-${SLURM_CPUS_PER_TASK:-${SLURM_CPUS_ON_NODE:-1}}}
 echo "# $(date '+%F %T') job ${SLURM_JOB_ID:-?} on $(hostname), start $((${SLURM_RESTART_COUNT:-0} + 1))," \

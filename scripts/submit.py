@@ -41,8 +41,7 @@ def fail(message: str, status: int = 2):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = Parser(prog="submit.py", description=__doc__.split("\n\n")[0],
-                    formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser = Parser(prog="submit.py", description=__doc__.split("\n\n")[0])
     where = parser.add_mutually_exclusive_group(required=True)
     where.add_argument("--gpus", help="GPU ids of this machine, e.g. 0,1,2,3: one run on each at a time "
                        "(repeat an id to run two at once on it)")
@@ -53,10 +52,11 @@ def build_parser() -> argparse.ArgumentParser:
     slurm.add_argument("--partition", help="the partition (default: the cluster's default)")
     slurm.add_argument("--time", help="the time limit of each job: MM, HH:MM:SS or D-HH:MM:SS "
                        "(default: the partition's); a run stopped by it is requeued and continues")
-    slurm.add_argument("--gpus_per_job", "--gpus-per-job", type=int, default=1, help="GPUs of each job (--gres)")
+    slurm.add_argument("--gpus_per_job", "--gpus-per-job", type=int, default=1, help="GPUs of each job (--gres; default: 1)")
     slurm.add_argument("--sbatch_args", "--sbatch-args", default="", help='more sbatch options, e.g. "--qos=high"')
     slurm.add_argument("--signal_seconds", "--signal-seconds", type=int, default=120,
-                       help="SIGUSR1 this long before the time limit: the run checkpoints and the job requeues")
+                       help="SIGUSR1 this long before the time limit: the run checkpoints and the job "
+                       "requeues (default: 120)")
     return parser
 
 
