@@ -52,7 +52,8 @@ def build_parser() -> argparse.ArgumentParser:
     slurm.add_argument("--partition", help="the partition (default: the cluster's default)")
     slurm.add_argument("--time", help="the time limit of each job: MM, HH:MM:SS or D-HH:MM:SS "
                        "(default: the partition's); a run stopped by it is requeued and continues")
-    slurm.add_argument("--gpus_per_job", "--gpus-per-job", type=int, default=1, help="GPUs of each job (--gres; default: 1)")
+    slurm.add_argument("--gpus_per_job", "--gpus-per-job", type=int, default=1,
+                       help="GPUs of each job (--gres; default: 1)")
     slurm.add_argument("--sbatch_args", "--sbatch-args", default="", help='more sbatch options, e.g. "--qos=high"')
     slurm.add_argument("--signal_seconds", "--signal-seconds", type=int, default=120,
                        help="SIGUSR1 this long before the time limit: the run checkpoints and the job "

@@ -125,7 +125,8 @@ def test_gpus_runs_a_table_in_dependency_order_one_run_per_gpu(tmp_path):
 def test_gpus_a_failed_run_stops_only_the_runs_that_need_it(tmp_path):
     out = tmp_path / "out"
     model = f"{out}/curves/CIFAR10/VGG16"
-    env = {"PYTHON": logging_python(tmp_path), "GPU_LOCK_DIR": str(tmp_path / "locks"), "FAIL_DIR": f"{model}/endpoint-1"}
+    env = {"PYTHON": logging_python(tmp_path), "GPU_LOCK_DIR": str(tmp_path / "locks"),
+           "FAIL_DIR": f"{model}/endpoint-1"}
     result = bash("curves_table.sh", "/data", out, "--gpus", "3,7", env=env)
     assert result.returncode == 1, result.stdout + result.stderr
     errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
