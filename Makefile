@@ -14,8 +14,9 @@ $(STAMP): requirements.txt
 	$(PY) -m pip install --quiet -r requirements.txt
 	touch $(STAMP)
 
+# -rs: the reason of each skipped test (e.g. SLURM's daemons cannot be started here)
 test: setup
-	$(PY) -m pytest -q tests
+	$(PY) -m pytest -q -rs tests
 
 demo: setup
 	bash scripts/demo.sh

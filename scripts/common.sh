@@ -1,59 +1,108 @@
-# Shared by the *_table.sh scripts (sourced, not run): their arguments, and the one run pattern.
+# Shared by the *_table.sh scripts and demo.sh (sourced, not run): their options, and the one run pattern.
 #
-#   usage: bash scripts/<name>_table.sh DATA_PATH OUT_DIR [--dry-run]
+#   usage: bash scripts/<name>_table.sh DATA_PATH OUT_DIR [--dry-run] [--gpus LIST | --slurm [SLURM OPTIONS]]
 #
-# Every command is printed before it runs; --dry-run only prints them (paste them into a
-# cluster's job files: they run from the repository root, which the first line cd's into).
-# A run whose folder already holds summary.json (written last) is skipped, so a table
-# script can simply be started again after an interruption.
+# Every command is printed before it runs; --dry-run only prints them, one per line after a `cd`
+# to the repository root (they run from there). A run whose folder already holds summary.json
+# (written last) is skipped, so a table script can simply be started again after an interruption.
+# With --gpus or --slurm that printed list goes to scripts/submit.py, which runs it at once
+# wherever the runs' dependencies allow (make -j here, or sbatch jobs with afterok).
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 read -ra PY <<<"${PYTHON:-python}"  # an array: PYTHON="python -u" works too
 
-usage() {  # the calling script's opening comment block
+OPTIONS="\
+Where the runs go (default: here, one after the other):
+  --gpus LIST          on this machine's GPUs, e.g. --gpus 0,1,2,3: independent runs at once,
+                       one per GPU (CUDA_VISIBLE_DEVICES); each run's output in <run folder>.log
+  --slurm              one SLURM job per run (sbatch), started when the runs it needs are done;
+                       requeued to continue when it nears its time limit; log <run folder>.log
+    --partition P      --time HH:MM:SS      --gpus_per_job N (default 1)
+    --sbatch_args \"...\" (more sbatch options)      --signal_seconds S (SIGUSR1 S s before the limit; 120)
+  --dry-run            print the commands (with --gpus: the Makefile; with --slurm: the sbatch lines)"
+# the options that take a value, for scripts/submit.py (hyphens or underscores)
+VALUED='gpus|partition|time|gpus[-_]per[-_]job|sbatch[-_]args|signal[-_]seconds'
+
+usage() {  # the calling script's opening comment block, then the options above
     sed -n '2,/^[^#]/s/^# \{0,1\}//p' "$0"
+    echo; echo "$OPTIONS"
+}
+
+fail() {  # a usage mistake: one error line, exit status 2
+    echo "error: $1 (see $0 --help)" >&2
+    exit 2
 }
 
 absolute() {  # the printed commands run from the repository root: no relative paths in them
     if [[ $1 == /* ]]; then echo "$1"; else echo "$PWD/$1"; fi
 }
 
-parse_args() {  # sets DATA, OUT and DRY_RUN
-    local positional=() arg
-    DRY_RUN=0
-    for arg in "$@"; do
-        case $arg in
+parse_options() {  # sets POSITIONAL, DRY_RUN, SUBMIT (the options for scripts/submit.py) and HERE
+    POSITIONAL=() SUBMIT=() DRY_RUN=0
+    while (($#)); do
+        case $1 in
             --dry-run) DRY_RUN=1 ;;
+            --slurm) SUBMIT+=("$1") ;;
             -h | --help) usage; exit 0 ;;
-            -*) echo "error: unknown option $arg (see $0 --help)" >&2; exit 2 ;;
-            *) positional+=("$arg") ;;
+            --*=*) [[ ${1%%=*} =~ ^--($VALUED)$ ]] || fail "unknown option ${1%%=*}"; SUBMIT+=("$1") ;;
+            --*)
+                [[ $1 =~ ^--($VALUED)$ ]] || fail "unknown option $1"
+                (($# > 1)) || fail "$1 needs a value"
+                SUBMIT+=("$1=$2")
+                shift ;;
+            -?*) fail "unknown option $1" ;;
+            *) POSITIONAL+=("$1") ;;
         esac
+        shift
     done
-    if [[ ${#positional[@]} -ne 2 ]]; then
-        echo "error: expected DATA_PATH and OUT_DIR (see $0 --help)" >&2
-        exit 2
-    fi
-    DATA=$(absolute "${positional[0]}")
-    OUT=$(absolute "${positional[1]}")
-    echo "cd $(printf '%q' "$ROOT")"
+    HERE=$((!DRY_RUN && !${#SUBMIT[@]}))  # 1: the commands run here, one after the other
+}
+
+parse_args() {  # the table scripts': DATA_PATH OUT_DIR and the options; sets DATA and OUT
+    parse_options "$@"
+    [[ ${#POSITIONAL[@]} == 2 ]] || fail "expected DATA_PATH and OUT_DIR"
+    DATA=$(absolute "${POSITIONAL[0]}")
+    OUT=$(absolute "${POSITIONAL[1]}")
+    say "cd $(quote "$ROOT")"
     cd "$ROOT"
 }
 
-# run SCRIPT DIR FLAGS...: print `python SCRIPT --dir=DIR FLAGS...`; run it unless --dry-run
-# or DIR/summary.json says it is done.
+quote() {  # words -> one line that a shell, and Python's shlex.split, read back as these words
+    local word out=()
+    for word; do
+        if [[ $word =~ ^[A-Za-z0-9_@%+=:,./-]+$ ]]; then out+=("$word"); else out+=("'${word//\'/\'\\\'\'}'"); fi
+    done
+    echo "${out[*]}"
+}
+
+LIST=()  # with --gpus or --slurm: the lines a dry run prints, for scripts/submit.py
+say() {
+    if ((${#SUBMIT[@]})); then LIST+=("$1"); else echo "$1"; fi
+}
+
+# step WORDS...: print a command; run it unless it is only printed or handed to scripts/submit.py
+step() {
+    say "$(quote "$@")"
+    if ((HERE)); then "$@"; fi
+}
+
+# run SCRIPT DIR FLAGS...: step `python SCRIPT --dir=DIR FLAGS...`, unless DIR/summary.json says it
+# is done (submit.py looks at that itself).
 run() {
     local script=$1 dir=$2
     shift 2
-    local command=("${PY[@]}" "$script" "--dir=$dir" "$@")
-    if [[ $DRY_RUN == 0 && -f $dir/summary.json ]]; then
-        echo "# done, skipped: $dir"
+    if ((HERE)) && [[ -f $dir/summary.json ]]; then
+        say "# done, skipped: $dir"
         return
     fi
-    local line
-    line=$(printf '%q ' "${command[@]}")
-    echo "${line% }"
-    if [[ $DRY_RUN == 0 ]]; then
-        "${command[@]}"
+    step "${PY[@]}" "$script" "--dir=$dir" "$@"
+}
+
+# finish: the last line of a script. With --gpus or --slurm, scripts/submit.py runs the list.
+finish() {
+    if ((${#SUBMIT[@]})); then
+        if ((DRY_RUN)); then SUBMIT+=(--dry-run); fi
+        python3 "$ROOT/scripts/submit.py" "${SUBMIT[@]}" <<<"$(printf '%s\n' "${LIST[@]}")"
     fi
 }

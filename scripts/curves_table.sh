@@ -4,7 +4,7 @@
 # test error along Bezier and polygonal-chain curves (3 bends, endpoints fixed) between two
 # independently trained networks, and along the straight segment between them.
 #
-#   bash scripts/curves_table.sh DATA_PATH OUT_DIR [--dry-run]
+#   bash scripts/curves_table.sh DATA_PATH OUT_DIR [--dry-run] [--gpus 0,1,... | --slurm ...]
 #   python scripts/collect.py OUT_DIR --table curves
 #
 # Runs, per dataset (CIFAR10, CIFAR100) and model (VGG16, PreResNet164, WideResNet28x10),
@@ -52,3 +52,4 @@ for dataset in CIFAR10 CIFAR100; do
         done
     done
 done
+finish

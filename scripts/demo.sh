@@ -6,57 +6,64 @@
 #      plane.py draws the loss surface in the plane of the curve (runs/demo/plane/plane.png);
 #   3. FGE from the 80% checkpoint, SWA from scratch with the same epochs as one network, and
 #      the ensemble of the two independent networks (Ind).
-# All outputs go under runs/demo/ (or $1); the closing table is also in runs/demo/summary.json,
-# with pictures curve_vs_segment.png and fge_ensemble.png.
+# All outputs go under runs/demo/ (or OUT_DIR, relative to the repository root); the closing
+# table is also in runs/demo/summary.json, with pictures curve_vs_segment.png and fge_ensemble.png.
+# A run whose folder holds summary.json is done and skipped when the demo is started again.
 #
-#   usage: make demo      (or: bash scripts/demo.sh [OUT_DIR] [--dry-run])
-# --dry-run prints the commands without running them.
-set -euo pipefail
-cd "$(dirname "$0")/.."
-PY=${PYTHON:-.venv/bin/python}
-OUT=runs/demo
-DRY_RUN=0
-for arg in "$@"; do
-    case $arg in
-        --dry-run) DRY_RUN=1 ;;
-        -*) echo "error: unknown option $arg (usage: bash scripts/demo.sh [OUT_DIR] [--dry-run])" >&2; exit 2 ;;
-        *) OUT=$arg ;;
-    esac
-done
-DATA=(--dataset=DIGITS --use_test)
+#   usage: make demo      (or: bash scripts/demo.sh [OUT_DIR] [--dry-run] [--quick] [--gpus LIST | --slurm ...])
+# --dry-run prints the commands without running them; --quick makes every run a few epochs long
+# (for the tests); --gpus and --slurm run the demo as a small table, as the *_table.sh scripts do.
+PYTHON=${PYTHON:-.venv/bin/python}
+source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 
-step() {  # step TITLE SCRIPT ARGS...: one stage, its table rows shown, progress bars on stderr
-    echo
-    echo "== $1"
-    shift
-    echo "$PY $*"
-    if [[ $DRY_RUN == 0 ]]; then
-        "$PY" "$@"
-    fi
+QUICK=0 args=()
+for arg in "$@"; do
+    if [[ $arg == --quick ]]; then QUICK=1; else args+=("$arg"); fi
+done
+parse_options "${args[@]}"
+[[ ${#POSITIONAL[@]} -le 1 ]] || fail "expected at most one OUT_DIR"
+OUT=${POSITIONAL[0]:-runs/demo}
+cd "$ROOT"
+say "cd $(quote "$ROOT")"
+DATA=(--dataset=DIGITS --use_test)
+# epochs of the endpoints, of the curve and of FGE; FGE's starting checkpoint (80%); curve points
+if ((QUICK)); then
+    E=2 CURVE_E=1 FGE_E=2 START=1 POINTS=3 PLANE=(--grid_points=2 --curve_points=3)
+else
+    E=20 CURVE_E=10 FGE_E=8 START=16 POINTS=31 PLANE=()
+fi
+
+title() {  # a stage's heading, before its command
+    say ""
+    say "# $1"
 }
 
 for seed in 1 2; do
-    step "endpoint $seed: ConvFC, 20 epochs, seed $seed" train.py --dir="$OUT/endpoint-$seed" "${DATA[@]}" \
-        --model=ConvFC --epochs=20 --lr=0.01 --wd=1e-4 --seed=$seed --save_freq=16
+    title "endpoint $seed: ConvFC, $E epochs, seed $seed"
+    run train.py "$OUT/endpoint-$seed" "${DATA[@]}" --model=ConvFC --epochs=$E --lr=0.01 --wd=1e-4 \
+        --seed=$seed --save_freq=$START
 done
-START=$OUT/endpoint-1/checkpoint-20.pt
-END=$OUT/endpoint-2/checkpoint-20.pt
+FIRST=$OUT/endpoint-1/checkpoint-$E.pt
+SECOND=$OUT/endpoint-2/checkpoint-$E.pt
 
-step "the straight segment between the endpoints" eval_curve.py --dir="$OUT/segment" "${DATA[@]}" \
-    --init_start="$START" --init_end="$END" --num_points=31
-step "a Bezier curve between them (3 bends, the middle one trained 10 epochs)" train.py \
-    --dir="$OUT/curve" "${DATA[@]}" --model=ConvFC --curve=Bezier --num_bends=3 \
-    --init_start="$START" --init_end="$END" --fix_start --fix_end --epochs=10 --lr=0.01 --wd=1e-4
-step "the curve, point by point" eval_curve.py --dir="$OUT/curve-eval" "${DATA[@]}" \
-    --ckpt="$OUT/curve/checkpoint-10.pt" --num_points=31
-step "the loss surface in the plane of the curve's three bends" plane.py --dir="$OUT/plane" "${DATA[@]}" \
-    --ckpt="$OUT/curve/checkpoint-10.pt"
-step "FGE: 4 cycles of 2 epochs from endpoint 1 at 80% of its training" fge.py --dir="$OUT/fge" "${DATA[@]}" \
-    --ckpt="$OUT/endpoint-1/checkpoint-16.pt" --epochs=8 --cycle=2 --lr_1=0.01 --lr_2=0.0005 --wd=1e-4
-step "SWA from scratch, 20 epochs, averaging from epoch 16" swa.py --dir="$OUT/swa" "${DATA[@]}" \
-    --model=ConvFC --epochs=20 --lr_init=0.01 --wd=1e-4 --swa --swa_start=16 --swa_lr=0.005 --seed=1
-step "Ind: the ensemble of the two endpoints" eval_ensemble.py --dir="$OUT/ind" "${DATA[@]}" \
-    --ckpt="$START" --ckpt="$END"
+title "the straight segment between the endpoints"
+run eval_curve.py "$OUT/segment" "${DATA[@]}" --init_start="$FIRST" --init_end="$SECOND" --num_points=$POINTS
+title "a Bezier curve between them (3 bends, the middle one trained $CURVE_E epochs)"
+run train.py "$OUT/curve" "${DATA[@]}" --model=ConvFC --curve=Bezier --num_bends=3 \
+    --init_start="$FIRST" --init_end="$SECOND" --fix_start --fix_end --epochs=$CURVE_E --lr=0.01 --wd=1e-4
+title "the curve, point by point"
+run eval_curve.py "$OUT/curve-eval" "${DATA[@]}" --ckpt="$OUT/curve/checkpoint-$CURVE_E.pt" --num_points=$POINTS
+title "the loss surface in the plane of the curve's three bends"
+run plane.py "$OUT/plane" "${DATA[@]}" --ckpt="$OUT/curve/checkpoint-$CURVE_E.pt" "${PLANE[@]}"
+title "FGE: $((FGE_E / 2)) cycles of 2 epochs from endpoint 1 at 80% of its training"
+run fge.py "$OUT/fge" "${DATA[@]}" --ckpt="$OUT/endpoint-1/checkpoint-$START.pt" --epochs=$FGE_E \
+    --cycle=2 --lr_1=0.01 --lr_2=0.0005 --wd=1e-4
+title "SWA from scratch, $E epochs, averaging from epoch $START"
+run swa.py "$OUT/swa" "${DATA[@]}" --model=ConvFC --epochs=$E --lr_init=0.01 --wd=1e-4 --swa \
+    --swa_start=$START --swa_lr=0.005 --seed=1
+title "Ind: the ensemble of the two endpoints"
+run eval_ensemble.py "$OUT/ind" "${DATA[@]}" --ckpt="$FIRST" --ckpt="$SECOND"
 
-step "summary ($OUT/summary.json, pictures $OUT/curve_vs_segment.png and $OUT/fge_ensemble.png)" \
-    scripts/demo_report.py "$OUT"
+title "summary ($OUT/summary.json, pictures $OUT/curve_vs_segment.png and $OUT/fge_ensemble.png)"
+step "${PY[@]}" scripts/demo_report.py "$OUT"  # no folder of its own: it waits for every run above
+finish

@@ -4,7 +4,7 @@
 # tabulated in github.com/timgaripov/dnn-mode-connectivity's README. A budget B is the epochs
 # of one network's conventional training: 200 for each model here (the README's commands).
 #
-#   bash scripts/fge_table.sh DATA_PATH OUT_DIR [--dry-run]
+#   bash scripts/fge_table.sh DATA_PATH OUT_DIR [--dry-run] [--gpus 0,1,... | --slurm ...]
 #   python scripts/collect.py OUT_DIR --table fge
 #
 # Runs, per model, under OUT_DIR/fge/CIFAR100/<model>/:
@@ -62,3 +62,4 @@ for row in "${SETTINGS[@]}"; do
         fi
     done
 done
+finish

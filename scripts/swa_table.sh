@@ -4,7 +4,7 @@
 # SWA within 1, 1.25 and 1.5 budgets, on CIFAR-10 and CIFAR-100. A budget B is the epochs of
 # one network's conventional training: 200 for VGG16 and WideResNet28x10, 150 for PreResNet164.
 #
-#   bash scripts/swa_table.sh DATA_PATH OUT_DIR [--dry-run]
+#   bash scripts/swa_table.sh DATA_PATH OUT_DIR [--dry-run] [--gpus 0,1,... | --slurm ...]
 #   python scripts/collect.py OUT_DIR --table swa
 #
 # Runs, per dataset and model, under OUT_DIR/swa/<dataset>/<model>/: sgd (swa.py without
@@ -47,3 +47,4 @@ for row in "${SETTINGS[@]}"; do
             --swa --swa_start="$swa_start" --swa_lr="$swa_lr"
     done
 done
+finish

@@ -10,6 +10,12 @@ import pytest
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "slurm: starts SLURM's daemons (tests/slurm_cluster.py); skipped, with "
+                            "the reason, where they cannot be started")
+
+
 # Sizes of the tiny CIFAR files: 5 training batches of TRAIN_PER_BATCH images.
 TRAIN_PER_BATCH, TEST_IMAGES = 1020, 200
 

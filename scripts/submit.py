@@ -1,0 +1,296 @@
+"""Run a table's runs at once: on the GPUs of one machine (make -j, one run per GPU), or on SLURM
+(one sbatch job per run, afterok dependencies, requeued when a run checkpoints on a signal).
+
+    bash scripts/swa_table.sh data runs/tables --gpus 0,1,2,3
+    bash scripts/swa_table.sh data runs/tables --slurm --partition gpu --time 24:00:00
+    bash scripts/swa_table.sh data runs/tables --dry-run | python3 scripts/submit.py --slurm --dry-run
+
+The table scripts call this with their --gpus/--slurm options. It reads on stdin the run list
+that a table script's --dry-run prints: a `cd` line (the folder the commands run in), then one
+command per line; blank lines and lines starting with # are ignored.
+
+Dependencies come from the commands themselves: a run waits for the earlier runs whose folders
+(--dir) a value of its flags points into (--ckpt=.../endpoint-1/checkpoint-200.pt waits for
+endpoint-1), and a command without --dir (the demo's report) waits for every run before it.
+A run whose folder holds summary.json is finished: it is skipped, and nothing waits for it.
+Each run's output goes to a log beside its folder, <dir>.log.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import shlex
+import shutil
+import subprocess
+import sys
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+WITH_GPU = os.path.join(HERE, "with_gpu.sh")  # a Makefile recipe: take a free GPU, run, log
+SLURM_JOB = os.path.join(HERE, "slurm_job.sh")  # the batch script: forward signals, requeue on 75
+
+
+class Parser(argparse.ArgumentParser):
+    def error(self, message):  # one `error:` line and exit 2, as every script here
+        fail(f"{message} (see --help)")
+
+
+def fail(message: str, status: int = 2):
+    print(f"error: {message}", file=sys.stderr)
+    sys.exit(status)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = Parser(prog="submit.py", description=__doc__.split("\n\n")[0])
+    where = parser.add_mutually_exclusive_group(required=True)
+    where.add_argument("--gpus", help="GPU ids of this machine, e.g. 0,1,2,3: one run on each at a time "
+                       "(repeat an id to run two at once on it)")
+    where.add_argument("--slurm", action="store_true", help="submit each run as its own SLURM job")
+    parser.add_argument("--dry-run", "--dry_run", action="store_true",
+                        help="print the Makefile (--gpus) or the sbatch commands (--slurm); run nothing")
+    slurm = parser.add_argument_group("SLURM (with --slurm)")
+    slurm.add_argument("--partition", help="the partition (default: the cluster's default)")
+    slurm.add_argument("--time", help="the time limit of each job: MM, HH:MM:SS or D-HH:MM:SS "
+                       "(default: the partition's); a run stopped by it is requeued and continues")
+    slurm.add_argument("--gpus_per_job", "--gpus-per-job", type=int, default=1,
+                       help="GPUs of each job (--gres; default: 1)")
+    slurm.add_argument("--sbatch_args", "--sbatch-args", default="", help='more sbatch options, e.g. "--qos=high"')
+    slurm.add_argument("--signal_seconds", "--signal-seconds", type=int, default=120,
+                       help="SIGUSR1 this long before the time limit: the run checkpoints and the job "
+                       "requeues (default: 120)")
+    return parser
+
+
+# --------------------------------------------------------------------------- the run list
+
+class Run:
+    """One command of the list: its words, folder (None for a report), log and the runs it waits for."""
+
+    def __init__(self, number: int, words: list[str], cwd: str):
+        self.number, self.words = number, words
+        dirs = [w[len("--dir="):] for w in words if w.startswith("--dir=")]
+        self.dir = os.path.normpath(os.path.join(cwd, dirs[0])) if dirs else None
+        self.paths = [os.path.normpath(os.path.join(cwd, w.split("=", 1)[-1])) for w in words[1:]
+                      if not w.startswith("--dir=")]  # every value and word: the ones inside a run count
+        self.after: list[Run] = []
+        self.name = self.log = ""
+
+    @property
+    def finished(self) -> bool:
+        return self.dir is not None and os.path.exists(os.path.join(self.dir, "summary.json"))
+
+
+def read_runs(lines: list[str]) -> tuple[str, list[Run]]:
+    """The working folder and the runs of a dry run's output, with their dependencies."""
+    cwd, runs = os.getcwd(), []
+    for line in lines:
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        try:
+            words = shlex.split(line)
+        except ValueError as exc:
+            fail(f"cannot read the command {line!r}: {exc}")
+        if words[0] == "cd" and len(words) == 2:
+            cwd = os.path.join(cwd, words[1])
+            continue
+        run = Run(len(runs) + 1, words, cwd)
+        if run.dir and any(r.dir == run.dir for r in runs):
+            fail(f"two commands write to {run.dir}")
+        if run.dir is None:
+            run.after = list(runs)
+        else:
+            run.after = [r for r in runs if r.dir and any(p == r.dir or p.startswith(r.dir + os.sep)
+                                                          for p in run.paths)]
+        runs.append(run)
+    if not runs:
+        fail("no commands on stdin (pipe in a table script's --dry-run output)")
+    # names relative to the runs' common parent (curves/CIFAR10/VGG16/endpoint-1); logs beside the folders
+    parent = os.path.commonpath([os.path.dirname(r.dir) for r in runs if r.dir] or [cwd])
+    for run in runs:
+        script = next((w for w in run.words if w.endswith(".py")), run.words[0])
+        path = run.dir or os.path.join(parent, os.path.splitext(os.path.basename(script))[0])
+        run.name, run.log = os.path.relpath(path, parent), path + ".log"
+    return cwd, runs
+
+
+def pending(runs: list[Run]) -> list[Run]:
+    """The runs still to do; print the finished ones. Nothing waits for a finished run."""
+    todo = []
+    for run in runs:
+        if run.finished:
+            print(f"# done, skipped: {run.dir}")
+        else:
+            run.after = [r for r in run.after if not r.finished]
+            todo.append(run)
+    return todo
+
+
+# --------------------------------------------------------------------------- many GPUs: make -j
+
+GPU_ID = re.compile(r"\d+|(GPU|MIG)-[\w/-]+")  # CUDA_VISIBLE_DEVICES takes indices or UUIDs
+
+
+def makefile(cwd: str, runs: list[Run], gpus: str, lock_dir: str) -> str:
+    """One phony target per run, its prerequisites the runs it waits for.
+
+    make is the standard tool that runs a dependency graph N jobs at a time (-j) and carries on
+    past a failure with whatever does not depend on it (-k); xargs -P and GNU parallel know no
+    dependencies. Targets are phony names rather than the runs' summary.json files: whether a
+    run is finished was decided above, so no file timestamp can ever make make redo a run, and
+    paths with spaces or colons, which make targets cannot hold, stay in the recipes only."""
+    def recipe_word(word: str) -> str:
+        return shlex.quote(word).replace("$", "$$")  # make expands $ before the shell sees it
+
+    names = " ".join(f"run-{r.number}" for r in runs)
+    text = [f"# scripts/submit.py --gpus {gpus}: make -f THIS -j <GPUs> -k", f".PHONY: all {names}", f"all: {names}"]
+    for run in runs:
+        words = ["cd", cwd, "&&", WITH_GPU, lock_dir, gpus, run.log, *run.words]
+        recipe = " ".join(w if w == "&&" else recipe_word(w) for w in words)
+        text += ["", f"run-{run.number}:" + "".join(f" run-{r.number}" for r in run.after), f"\t@{recipe}"]
+    return "\n".join(text) + "\n"
+
+
+def run_on_gpus(args, cwd: str, runs: list[Run]) -> int:
+    defaults = build_parser().parse_args(["--slurm"])
+    given = [name for name in ("partition", "time", "gpus_per_job", "sbatch_args", "signal_seconds")
+             if getattr(args, name) != getattr(defaults, name)]
+    if given:
+        fail(f"--{given[0]} is an option of --slurm, not of --gpus")
+    gpus = args.gpus.split(",")
+    if not args.gpus or not all(GPU_ID.fullmatch(g) for g in gpus):
+        fail(f"--gpus takes GPU ids separated by commas, e.g. 0,1,2,3 (got {args.gpus!r})")
+    for tool in ("make", "flock"):
+        if shutil.which(tool) is None:
+            fail(f"--gpus needs `{tool}`, which is not installed")
+    lock_dir = os.environ.get("GPU_LOCK_DIR") or os.path.join(os.environ.get("TMPDIR", "/tmp"),
+                                                               f"gpu-locks-{os.getuid()}")
+    todo = pending(runs)
+    text = makefile(cwd, todo, args.gpus, lock_dir)
+    if args.dry_run:
+        print(text, end="")
+        return 0
+    if not todo:
+        print("# every run is finished")
+        return 0
+    print(f"# {len(todo)} runs, {len(gpus)} at a time on GPUs {args.gpus}; each one's output in <its folder>.log",
+          flush=True)
+    make = subprocess.run(["make", "--no-print-directory", "-f", "-", "-k", f"-j{len(gpus)}", "all"], input=text,
+                          text=True)
+    if make.returncode != 0:
+        unfinished = [r.dir for r in todo if r.dir and not r.finished]
+        fail(f"{len(unfinished)} runs did not finish (failed, or waiting for one that failed): "
+             f"{' '.join(unfinished)}; see their logs, and start the same command again to go on", 1)
+    return 0
+
+
+# --------------------------------------------------------------------------- SLURM: sbatch
+
+def seconds(limit: str) -> int | None:
+    """SLURM's time formats (MM, MM:SS, HH:MM:SS, D-HH, D-HH:MM, D-HH:MM:SS) in seconds."""
+    if limit.upper() in ("INFINITE", "UNLIMITED"):
+        return None
+    match = re.fullmatch(r"(?:(\d+)-)?(\d+)(?::(\d+))?(?::(\d+))?", limit)
+    if not match:
+        fail(f"--time takes SLURM's formats, e.g. 90 (minutes), 12:00:00 or 2-00:00:00 (got {limit!r})")
+    days, *rest = match.groups()
+    parts = [int(p) for p in rest if p is not None]
+    if days is None:  # M, M:S, H:M:S
+        units = {1: [60], 2: [60, 1], 3: [3600, 60, 1]}[len(parts)]
+        return sum(u * p for u, p in zip(units, parts))
+    return int(days) * 86400 + sum(u * p for u, p in zip([3600, 60, 1], parts))
+
+
+def check_slurm(args) -> None:
+    """Bad input is an error before anything is submitted; a dry run needs no cluster."""
+    if args.gpus_per_job < 0:
+        fail("--gpus_per_job must be 0 or more")
+    if args.signal_seconds < 1:
+        fail("--signal_seconds must be at least 1")
+    if args.time is not None:
+        limit = seconds(args.time)
+        if limit is not None and args.signal_seconds >= limit:
+            fail(f"--signal_seconds {args.signal_seconds} must be less than the time limit ({args.time})")
+    try:
+        shlex.split(args.sbatch_args)
+    except ValueError as exc:
+        fail(f"--sbatch_args: {exc}")
+    if args.dry_run:
+        return
+    for tool in ("sbatch", "squeue", "scontrol"):
+        if shutil.which(tool) is None:
+            fail(f"--slurm needs `{tool}` (SLURM's client commands), which is not installed")
+    if args.partition:
+        result = subprocess.run(["scontrol", "show", "partition", args.partition], capture_output=True, text=True)
+        if result.returncode != 0:
+            message = (result.stdout + result.stderr).strip().replace("\n", " ")
+            if "not found" in message:
+                fail(f"unknown SLURM partition {args.partition!r} (sinfo lists the partitions)")
+            fail(f"cannot reach SLURM: {message}", 1)
+
+
+def queued_jobs() -> dict[str, str]:
+    """{run folder: job id} of this user's jobs still queued or running (their --comment)."""
+    result = subprocess.run(["squeue", "--me", "--noheader", "--format=%i %k"], capture_output=True, text=True)
+    if result.returncode != 0:
+        fail(f"cannot reach SLURM: squeue says {result.stderr.strip()}", 1)
+    return {comment: job for job, _, comment in (line.partition(" ") for line in result.stdout.splitlines())}
+
+
+def sbatch_command(args, cwd: str, run: Run, after: list[str]) -> list[str]:
+    # %% in a log path: sbatch would read %j and the like in it
+    command = ["sbatch", "--parsable", f"--job-name={run.name}", f"--comment={run.dir or run.log[:-4]}",
+               f"--chdir={cwd}", f"--output={run.log.replace('%', '%%')}", "--open-mode=append",
+               "--requeue", f"--signal=B:USR1@{args.signal_seconds}", "--kill-on-invalid-dep=yes"]
+    if args.partition:
+        command.append(f"--partition={args.partition}")
+    if args.time:
+        command.append(f"--time={args.time}")
+    if args.gpus_per_job:
+        command.append(f"--gres=gpu:{args.gpus_per_job}")
+    if after:
+        command.append("--dependency=afterok:" + ":".join(after))
+    return [*command, *shlex.split(args.sbatch_args), SLURM_JOB, *run.words]
+
+
+def submit(args, cwd: str, runs: list[Run]) -> int:
+    check_slurm(args)
+    todo = pending(runs)
+    if args.dry_run:  # a shell script: each job's id in $JOB_<n>, for the jobs that wait for it
+        print(f"cd {shlex.quote(cwd)}")
+        for run in todo:
+            words = sbatch_command(args, cwd, run, [f"JOB_{r.number}" for r in run.after])
+            line = " ".join(re.sub(r"JOB_(\d+)", r"${JOB_\1}", w) if w.startswith("--dependency=")
+                            else shlex.quote(w) for w in words)
+            print(f"JOB_{run.number}=$({line})")
+        return 0
+    queued, job_ids, submitted = queued_jobs(), {}, []
+    for run in todo:
+        key = run.dir or run.log[:-4]
+        if key in queued:  # started again while its job waits or runs: wait for that job, add none
+            job_ids[run.number] = queued[key]
+            print(f"# already queued: job {queued[key]} {run.name}")
+            continue
+        os.makedirs(os.path.dirname(run.log), exist_ok=True)  # SLURM opens the log before the job starts
+        command = sbatch_command(args, cwd, run, [job_ids[r.number] for r in run.after])
+        result = subprocess.run(command, capture_output=True, text=True)
+        if result.returncode != 0:
+            fail(f"sbatch refused {run.name}: {result.stderr.strip()}; "
+                 f"{len(submitted)} jobs were submitted before it ({' '.join(submitted) or 'none'}); "
+                 "start the same command again to submit the rest", 1)
+        job_ids[run.number] = result.stdout.strip().split(";")[0]
+        submitted.append(job_ids[run.number])
+        after = f" after {','.join(job_ids[r.number] for r in run.after)}" if run.after else ""
+        print(f"job {job_ids[run.number]}: {run.name}{after} (log {run.log})")
+    print(f"# {len(submitted)} jobs submitted; watch them with `squeue --me`, and the logs beside the run folders")
+    return 0
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    cwd, runs = read_runs(sys.stdin.read().splitlines())
+    return submit(args, cwd, runs) if args.slurm else run_on_gpus(args, cwd, runs)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
