@@ -100,6 +100,13 @@ def start_processes(args) -> Processes:
     rank, local_rank = int(os.environ.get("RANK", "0")), int(os.environ.get("LOCAL_RANK", "0"))
     device = _device(getattr(args, "device", None), local_rank)
     procs = Processes(rank, world, local_rank, device)
+    # checked before joining the others: every process fails alike, and none waits for the rest
+    if getattr(args, "batch_size", 0) is None and getattr(args, "dataset", None):
+        args.batch_size = data.default_batch_size(args.dataset)
+    batch_size = getattr(args, "batch_size", None)
+    if batch_size is not None and batch_size % world:
+        raise UserError(f"--batch_size={batch_size} is the global batch: it must divide among the "
+                        f"{world} processes")
     if world > 1:
         backend = getattr(args, "dist_backend", None) or ("nccl" if device.type == "cuda" else "gloo")
         if backend == "nccl" and (device.type != "cuda" or not dist.is_nccl_available()):
@@ -112,12 +119,6 @@ def start_processes(args) -> Processes:
         dist.init_process_group(backend, timeout=datetime.timedelta(minutes=30),
                                 device_id=device if device.type == "cuda" else None)
         procs._control = dist.new_group(backend="gloo") if backend != "gloo" else None
-    if getattr(args, "batch_size", 0) is None and getattr(args, "dataset", None):
-        args.batch_size = data.default_batch_size(args.dataset)
-    batch_size = getattr(args, "batch_size", None)
-    if batch_size is not None and batch_size % world:
-        raise UserError(f"--batch_size={batch_size} is the global batch: it must divide among the "
-                        f"{world} processes")
     if hasattr(args, "amp"):
         args.amp_dtype = amp_dtype(device, args.amp, getattr(args, "amp_dtype", None))
     return procs

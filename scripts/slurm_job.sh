@@ -18,9 +18,14 @@ echo "# $(date '+%F %T') job ${SLURM_JOB_ID:-?} on $(hostname), start $((${SLURM
     "CUDA_VISIBLE_DEVICES=${CUDA_VISIBLE_DEVICES-}"
 echo "$*"
 
-child=
-trap 'kill -USR1 "$child" 2>/dev/null' USR1
-trap 'kill -TERM "$child" 2>/dev/null' TERM
+# torchrun passes SIGTERM on to its workers but dies of SIGUSR1: it gets SIGTERM for both (the
+# training scripts treat them alike). It exits 1, not 75, when its workers stop for a requeue, so
+# a run that a signal stopped counts as checkpointed when it exits non-zero.
+warning=USR1
+[[ $(basename "$1") == torchrun ]] && warning=TERM
+child= signalled=0
+trap 'signalled=1; kill -$warning "$child" 2>/dev/null' USR1
+trap 'signalled=1; kill -TERM "$child" 2>/dev/null' TERM
 "$@" &  # in the background: bash runs a trap only between commands, and `wait` is one it can leave
 child=$!
 wait "$child"
@@ -31,7 +36,7 @@ while ((status > 128)) && kill -0 "$child" 2>/dev/null; do  # a trapped signal e
 done
 
 echo "# $(date '+%F %T') exit status $status"
-if ((status == 75)); then
+if ((status == 75 || (signalled && status != 0))); then
     state=$(scontrol show job "$SLURM_JOB_ID" --oneliner | grep -o 'JobState=[A-Z_]*')
     if [[ $state == JobState=RUNNING ]]; then
         echo "# checkpointed: back in the queue, to continue"

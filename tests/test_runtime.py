@@ -1,0 +1,223 @@
+"""Runs that continue: the same command started again, --resume, --restart, stop signals,
+SIGKILL at any moment, file permissions and write errors (runtime.py and the scripts on it)."""
+from __future__ import annotations
+
+import json
+import os
+import random
+import resource
+import shutil
+import signal
+import stat
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+
+from conftest import ROOT, assert_user_error, run_script
+
+DIGITS = ["--dataset=DIGITS", "--use_test"]
+TRAIN = ["train.py", *DIGITS, "--model=MLP", "--epochs=4", "--lr=0.05", "--save_freq=2"]
+
+
+def start(script: str, *args, **kwargs) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, os.path.join(ROOT, script), *map(str, args)], cwd=ROOT,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                            env=dict(os.environ, PYTHONPATH=ROOT), **kwargs)
+
+
+def weights(path) -> dict:
+    return torch.load(path, weights_only=True)["model_state"]
+
+
+def assert_same_weights(a, b) -> None:
+    wa, wb = weights(a), weights(b)
+    assert wa.keys() == wb.keys()
+    for name in wa:
+        assert torch.equal(wa[name], wb[name]), name
+
+
+def files(folder) -> dict[str, float]:
+    return {name: os.stat(os.path.join(folder, name)).st_mtime_ns for name in sorted(os.listdir(folder))}
+
+
+# --------------------------------------------------------------------------- the same command again
+
+@pytest.fixture(scope="module")
+def finished_run(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("runs") / "train"
+    run_script(*TRAIN, f"--dir={folder}")
+    return folder
+
+
+def test_a_finished_run_started_again_changes_nothing(finished_run):
+    before = files(finished_run)
+    result = run_script(*TRAIN, f"--dir={finished_run}")
+    assert "finished" in result.stdout
+    assert files(finished_run) == before
+
+
+def test_another_command_in_the_same_folder_is_an_error_naming_the_flags(finished_run):
+    before = files(finished_run)
+    error = assert_user_error(run_script(*TRAIN[:-1], "--save_freq=1", "--lr=0.1", f"--dir={finished_run}",
+                                         check=False))
+    assert "--lr=0.05 -> 0.1" in error and "--save_freq=2 -> 1" in error and "--restart" in error
+    assert files(finished_run) == before
+
+
+def test_restart_starts_over(finished_run, tmp_path):
+    folder = tmp_path / "copy"
+    shutil.copytree(finished_run, folder)
+    run_script(*TRAIN[:-2], "--epochs=1", f"--dir={folder}", "--restart")
+    assert sorted(os.listdir(folder)) == ["args.json", "checkpoint-0.pt", "checkpoint-1.pt", "command.sh",
+                                          "metrics.csv", "summary.json"]
+    assert json.loads((folder / "summary.json").read_text())["epoch"] == 1
+
+
+def test_resume_takes_the_checkpoints_settings_and_extends_only_when_asked(finished_run, tmp_path):
+    folder = tmp_path / "copy"
+    shutil.copytree(finished_run, folder)
+    before = files(folder)
+    # --resume alone: DIGITS, its split and 4 epochs come from the checkpoint; the run is finished
+    result = run_script("train.py", f"--resume={folder / 'checkpoint-4.pt'}")
+    assert "finished" in result.stdout and files(folder) == before
+    # an earlier checkpoint of a run that went on means the run's latest: it does not go back
+    result = run_script("train.py", f"--resume={folder / 'checkpoint-2.pt'}")
+    assert "finished" in result.stdout and files(folder) == before
+    # more epochs extend it, in its folder; args.json stays, the command is appended
+    run_script("train.py", f"--resume={folder}", "--epochs=5")
+    assert json.loads((folder / "summary.json").read_text())["epoch"] == 5
+    assert (folder / "checkpoint-5.pt").is_file()
+    assert json.loads((folder / "args.json").read_text())["epochs"] == 4
+    commands = (folder / "command.sh").read_text().splitlines()
+    assert len(commands) == 3 and commands[-1].endswith(f"--resume={folder} --epochs=5")  # finished: no line
+    # never switching its split
+    assert_user_error(run_script("train.py", f"--resume={folder}", "--epochs=6", "--no_use_test", check=False))
+
+
+def test_resume_of_a_finished_curve_does_not_train_on(finished_run, tmp_path):
+    curve = tmp_path / "curve"
+    ckpt = finished_run / "checkpoint-4.pt"
+    run_script("train.py", *DIGITS, "--model=MLP", "--curve=PolyChain", f"--init_start={ckpt}",
+               f"--init_end={ckpt}", "--fix_start", "--fix_end", "--epochs=1", f"--dir={curve}")
+    before = files(curve)
+    result = run_script("train.py", f"--resume={curve / 'checkpoint-1.pt'}")
+    assert "finished" in result.stdout and files(curve) == before
+
+
+def test_dir_naming_a_file_is_an_error(tmp_path):
+    path = tmp_path / "file"
+    path.write_text("keep me")
+    assert "is a file" in assert_user_error(run_script(*TRAIN, f"--dir={path}", check=False))
+    assert path.read_text() == "keep me"
+
+
+def test_ckpt_takes_a_run_folder(finished_run, tmp_path):
+    run_script("eval_ensemble.py", f"--ckpt={finished_run}", f"--dir={tmp_path / 'ens'}")
+    row = (tmp_path / "ens" / "metrics.csv").read_text().splitlines()[1]
+    assert str(finished_run / "checkpoint-4.pt") in row
+
+
+# --------------------------------------------------------------------------- files others can read, write errors
+
+@pytest.mark.parametrize("umask,mode", [(0o022, 0o644), (0o002, 0o664)])
+def test_run_files_get_the_umasks_permissions(tmp_path, umask, mode):
+    folder = tmp_path / "run"
+    previous = os.umask(umask)
+    try:
+        run_script("train.py", *DIGITS, "--model=MLP", "--epochs=1", f"--dir={folder}")
+    finally:
+        os.umask(previous)
+    for name in os.listdir(folder):
+        assert stat.S_IMODE(os.stat(folder / name).st_mode) == mode, name
+
+
+def test_a_write_error_is_one_error_line_and_keeps_the_earlier_checkpoints(tmp_path):
+    folder = tmp_path / "run"
+    command = [*TRAIN[:-2], "--epochs=3", "--save_freq=1", f"--dir={folder}"]
+    run = start(*command)  # stopped after its first epoch ...
+    _wait_for(folder / "checkpoint-1.pt", run)
+    run.send_signal(signal.SIGTERM)
+    assert run.wait(timeout=60) == 75
+    intact = weights(folder / "checkpoint-1.pt")
+
+    def small_files():  # ... and continued where files may not grow past 64 KiB: a full disk
+        resource.setrlimit(resource.RLIMIT_FSIZE, (65536, 65536))
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+
+    result = subprocess.run([sys.executable, os.path.join(ROOT, command[0]), *command[1:]], cwd=ROOT,
+                            capture_output=True, text=True, env=dict(os.environ, PYTHONPATH=ROOT),
+                            preexec_fn=small_files, timeout=120)
+    error = assert_user_error(result, status=1)
+    assert "cannot write" in error and str(folder) in error
+    for name, tensor in weights(folder / "checkpoint-1.pt").items():
+        assert torch.equal(tensor, intact[name])
+    assert not [n for n in os.listdir(folder) if n.startswith(".tmp-")]  # no half-written files left
+
+
+def _wait_for(path, process, timeout=120):
+    deadline = time.time() + timeout
+    while not os.path.exists(path):
+        assert process.poll() is None, process.stderr.read()
+        assert time.time() < deadline, f"{path} never appeared"
+        time.sleep(0.05)
+
+
+# --------------------------------------------------------------------------- stops and kills
+
+CURVE = ["train_curve.py", *DIGITS, "--model=MLP", "--curve=Bezier", "--epochs=3", "--lr=0.05"]
+FGE = ["fge.py", "--epochs=4", "--cycle=2", "--lr_1=0.05", "--lr_2=0.005"]
+SWA = ["swa.py", *DIGITS, "--model=MLP", "--epochs=4", "--lr_init=0.05", "--swa", "--swa_start=2", "--swa_lr=0.02",
+       "--eval_freq=1", "--save_freq=2"]
+
+
+@pytest.fixture(scope="module")
+def commands(finished_run):
+    ckpt = finished_run / "checkpoint-2.pt"
+    return {"train": (TRAIN, "checkpoint-4.pt"),
+            "curve": (CURVE + [f"--init_start={ckpt}", f"--init_end={finished_run / 'checkpoint-4.pt'}",
+                               "--fix_start", "--fix_end"], "checkpoint-3.pt"),
+            "fge": (FGE + [f"--ckpt={ckpt}"], "last.pt"),
+            "swa": (SWA, "swa.pt")}
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(commands, tmp_path_factory):
+    """Each script's run, start to end."""
+    out = {}
+    for name, (command, final) in commands.items():
+        folder = tmp_path_factory.mktemp("whole") / name
+        run_script(*command, f"--dir={folder}")
+        out[name] = folder / final
+    return out
+
+
+@pytest.mark.parametrize("name", ["train", "curve", "fge", "swa"])
+def test_sigterm_stops_after_the_step_and_the_same_command_continues(name, commands, uninterrupted, tmp_path):
+    command, final = commands[name]
+    folder = tmp_path / name
+    run = start(*command, f"--dir={folder}")
+    _wait_for(folder / "metrics.csv", run)  # within the second epoch
+    run.send_signal(signal.SIGTERM)
+    assert run.wait(timeout=60) == 75, run.stderr.read()
+    assert "start the same command again" in run.stderr.read()
+    assert (folder / "last.pt").is_file()
+    run_script(*command, f"--dir={folder}")
+    assert_same_weights(folder / final, uninterrupted[name])
+    assert json.loads((folder / "summary.json").read_text()) == \
+        json.loads((uninterrupted[name].parent / "summary.json").read_text())
+
+
+@pytest.mark.parametrize("name", ["train", "curve", "fge", "swa"])
+def test_sigkill_at_a_random_moment_and_the_same_command_again(name, commands, uninterrupted, tmp_path):
+    command, final = commands[name]
+    folder = tmp_path / name
+    delay = random.Random(name).uniform(2.0, 6.0)  # past the start-up, somewhere in the run
+    run = start(*command, f"--dir={folder}")
+    time.sleep(delay)
+    run.kill()
+    run.wait()
+    run_script(*command, f"--dir={folder}")
+    assert_same_weights(folder / final, uninterrupted[name])
