@@ -298,6 +298,9 @@ class Run:
         self.record: utils.RunRecord | None = None
         self.state, self.continues_folder = "new", False
         self.prefix = ""
+        # SIGUSR1 warns of a time limit: a run with nothing to checkpoint (an evaluation) uses its
+        # last minutes; a training run's handler (set_payload) checkpoints instead
+        signal.signal(signal.SIGUSR1, signal.SIG_IGN)
         if self.directory is None:
             return
         if os.path.exists(self.directory) and not os.path.isdir(self.directory):

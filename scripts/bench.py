@@ -284,6 +284,57 @@ def bench_eval_curve(root, ours: data.Dataset, train_images: int, test_images: i
     return figures
 
 
+def bench_data_parallel(root: str, images: int, repeats: int) -> dict:
+    """ConvFC training on the CPU at the same global batch of 128: one process with every core's
+    threads, against two gloo processes (torch.distributed, DistributedDataParallel) with half the
+    threads each and 64 images of every batch each. A report, not a goal: on two cores the
+    processes share the cores one process would use, and only the gradient exchange differs."""
+    import torch.multiprocessing as mp
+
+    figures = {}
+    for world in (1, 2):
+        context = mp.get_context("spawn")
+        results = context.SimpleQueue()
+        port = _free_port()
+        mp.spawn(_data_parallel_worker, args=(world, root, images, repeats, port, results), nprocs=world)
+        figures[f"data_parallel_images_per_s_{world}_process"] = images / results.get()
+    figures["data_parallel_speedup_2_processes"] = (figures["data_parallel_images_per_s_2_process"]
+                                                    / figures["data_parallel_images_per_s_1_process"])
+    return figures
+
+
+def _data_parallel_worker(rank: int, world: int, root: str, images: int, repeats: int, port: int, results) -> None:
+    import torch.distributed as dist
+
+    torch.set_num_threads(max(1, (os.cpu_count() or 1) // world))
+    if world > 1:
+        os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+        dist.init_process_group("gloo", rank=rank, world_size=world)
+    dataset = data.load_dataset("CIFAR10", root, use_test=True, download=False)
+    dataset = replace(dataset, train=_head(dataset.train, images))
+    loader = data.make_loaders(dataset, BATCH, "VGG", rank=rank, world_size=world)["train"]
+    model, optimizer = _model_and_sgd("ConvFC", torch.device("cpu"))
+    forward = torch.nn.parallel.DistributedDataParallel(model) if world > 1 else model
+    best = float("inf")
+    for i in range(repeats + 1):  # the first is the warm-up
+        started = time.perf_counter()
+        utils.train_epoch(forward, loader, optimizer)
+        if i:
+            best = min(best, time.perf_counter() - started)
+    if rank == 0:
+        results.put(best)
+    if world > 1:
+        dist.destroy_process_group()
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
 def _preresnet_curve(device, channels_last: bool) -> CurveModel:
     """A Bezier curve of 3 bends between two random PreResNet20s, the middle bend on the segment."""
     torch.manual_seed(0)
@@ -361,7 +412,8 @@ def main(argv=None) -> None:
                                                              args.compile)),
                  ("vgg16", lambda: bench_vgg16(size["vgg_batch"], device, repeats, figures["matmul_gflops_fp32"])),
                  ("eval_curve", lambda: bench_eval_curve(root, ours, size["point_train"], size["point_test"],
-                                                         device, repeats))]
+                                                         device, repeats)),
+                 ("data_parallel", lambda: bench_data_parallel(root, size["train"], repeats))]
         for name, step in steps:
             section = time.time()
             figures.update(step())

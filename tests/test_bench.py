@@ -10,7 +10,9 @@ ABSOLUTE = ["pipeline_images_per_s_ours", "pipeline_images_per_s_reference_worke
             "pipeline_images_per_s_reference_workers2", "train_images_per_s_ours_amp_channels_last",
             "train_images_per_s_reference_workers0", "vgg16_step_s_fp32", "vgg16_step_s_amp_channels_last",
             "vgg16_step_s_curve_amp_channels_last", "vgg16_training_gflops_fp32",
-            "curve_point_s_ours_amp_channels_last", "curve_point_s_reference_workers0"]
+            "curve_point_s_ours_amp_channels_last", "curve_point_s_reference_workers0",
+            "data_parallel_images_per_s_1_process", "data_parallel_images_per_s_2_process",
+            "data_parallel_speedup_2_processes"]
 
 
 def test_bench_writes_every_figure(tmp_path):
