@@ -38,22 +38,86 @@ def cayley_menger_volume_sq(sq_dists: torch.Tensor) -> torch.Tensor:
     return torch.linalg.det(cm).abs() / (2 ** (n - 1) * math.factorial(n - 1) ** 2)
 
 
+def _channels_last(a: torch.Tensor) -> bool:
+    return a.dim() == 4 and not a.is_contiguous() and a.is_contiguous(memory_format=torch.channels_last)
+
+
+def _flat(a: torch.Tensor) -> torch.Tensor:
+    """a's elements in memory order: a view for contiguous and channels-last (--channels_last) weights."""
+    if _channels_last(a):
+        return a.permute(0, 2, 3, 1).reshape(-1)  # channels-last memory is NHWC-contiguous
+    return a.reshape(-1)
+
+
+def _unflat(flat: torch.Tensor, shape, channels_last: bool) -> torch.Tensor:
+    """The inverse of ``_flat``: a view of ``flat`` with the shape and memory order of the original."""
+    if channels_last:
+        n, c, h, w = shape
+        return flat.view(n, h, w, c).permute(0, 3, 1, 2)
+    return flat.view(shape)
+
+
+class _EdgeGram(torch.autograd.Function):
+    """G_ij = <e_i, e_j> for the edges e_k = w_k - w_0 (k = 1 .. n-1), all parameters concatenated.
+
+    The edges go into one (n-1, P) buffer, and one matrix product gives every pair;
+    the backward is one product too: dL/de_k = sum_j (H_kj + H_jk) e_j with H = dL/dG,
+    dL/dw_k = dL/de_k and dL/dw_0 = -sum_k dL/de_k. Autograd through flattening and
+    stacking would copy every vertex several times each step (ten times slower on
+    SPRO's VGG16 simplexes), and the gradients here are views of one buffer.
+    """
+
+    @staticmethod
+    def forward(ctx, n, num_params, *tensors):
+        vertices = [tensors[k * num_params:(k + 1) * num_params] for k in range(n)]
+        first = vertices[0]
+        # _flat's memory order where every vertex has the same layout, else the logical order
+        same = [all(v[s].stride() == t.stride() for v in vertices) for s, t in enumerate(first)]
+
+        def flat(v):
+            return [_flat(t) if ok else t.reshape(-1) for t, ok in zip(v, same)]
+
+        sizes = [t.numel() for t in first]
+        edges = first[0].new_empty(n - 1, sum(sizes))
+        for k in range(1, n):
+            torch.cat(flat(vertices[k]), out=edges[k - 1])
+        for part, w0 in zip(edges.split(sizes, dim=1), flat(first)):
+            part.sub_(w0)
+        ctx.save_for_backward(edges)
+        ctx.n, ctx.num_params, ctx.sizes = n, num_params, sizes
+        ctx.layouts = [(t.shape, ok and _channels_last(t)) for t, ok in zip(first, same)]
+        return edges @ edges.T
+
+    @staticmethod
+    def backward(ctx, grad_gram):
+        edges, = ctx.saved_tensors
+        n, num_params = ctx.n, ctx.num_params
+        need = ctx.needs_input_grad[2:]
+        free = [k for k in range(n) if any(need[k * num_params:(k + 1) * num_params])]
+        grads = [None] * (n * num_params)
+        if not free:
+            return (None, None, *grads)
+        h = grad_gram + grad_gram.T
+        scales = torch.stack([h[k - 1] if k else -h.sum(0) for k in free])  # (free, n-1)
+        for k, row in zip(free, scales @ edges):
+            for s, (part, (shape, channels_last)) in enumerate(zip(row.split(ctx.sizes), ctx.layouts)):
+                grads[k * num_params + s] = _unflat(part, shape, channels_last)
+        return (None, None, *grads)
+
+
 def squared_distances(vertices: list[list[torch.Tensor]]) -> torch.Tensor:
     """|w_i - w_j|^2 (n, n), float64, differentiable in every vertex that requires grad.
 
-    From the Gram matrix G of the differences d_k = w_k - w_0 (k >= 1):
-    |w_i - w_j|^2 = G_ii + G_jj - 2 G_ij. Differences first, because the networks'
-    weights are far larger than their distances: |w_i|^2 + |w_j|^2 - 2 <w_i, w_j>
-    would lose the distances to cancellation in float32. One matrix product over
-    the (n-1, P) differences does every pair at once.
+    From the Gram matrix G of the edges e_k = w_k - w_0 (k >= 1):
+    |w_i - w_j|^2 = G_ii + G_jj - 2 G_ij. Edges first, because the networks' weights
+    are far larger than their distances: |w_i|^2 + |w_j|^2 - 2 <w_i, w_j> would lose
+    the distances to cancellation in float32 (as SPRO's gpytorch covar_dist can).
     """
     n = len(vertices)
     if n == 1:
         return torch.zeros(1, 1, dtype=torch.float64, device=vertices[0][0].device)
-    flat = [torch.cat([t.reshape(-1) for t in v]) for v in vertices]
-    diffs = torch.stack(flat[1:]) - flat[0]  # (n-1, P)
-    gram = (diffs @ diffs.T).double()
-    gram = torch.nn.functional.pad(gram, (1, 0, 1, 0))  # d_0 = 0
+    gram = _EdgeGram.apply(n, len(vertices[0]), *[t for v in vertices for t in v]).double()
+    gram = torch.nn.functional.pad(gram, (1, 0, 1, 0))  # e_0 = 0
     diag = gram.diagonal()
     return diag[:, None] + diag[None, :] - 2 * gram
 
@@ -71,12 +135,6 @@ def spro_lambda(lmbd: float, reference_volume_sq: float, eps: float = VOLUME_EPS
     ``lmbd`` means the same for every number of vertices.
     """
     return max(lmbd / math.log(reference_volume_sq + eps), 1e-8)
-
-
-def _flat(a: torch.Tensor) -> torch.Tensor:
-    if a.dim() == 4 and not a.is_contiguous() and a.is_contiguous(memory_format=torch.channels_last):
-        return a.permute(0, 2, 3, 1).reshape(-1)  # a view: channels-last memory is NHWC-contiguous
-    return a.reshape(-1)
 
 
 def _dot(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:

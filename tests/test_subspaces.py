@@ -250,6 +250,26 @@ def test_volume_agrees_with_the_gram_determinant_and_its_gradient_with_autograd(
     assert torch.allclose(torch.autograd.grad(ours, points)[0], torch.autograd.grad(gram_volume, points)[0])
 
 
+@pytest.mark.parametrize("layout", ["channels_last", "mixed"])
+def test_volume_of_channels_last_weights(layout):
+    """Vertices in channels-last memory (--channels_last), or in different layouts, give the volume
+    and the gradients of contiguous ones."""
+    g = torch.Generator().manual_seed(3)
+    plain = [[torch.randn(4, 3, 2, 2, dtype=torch.float64, generator=g), torch.randn(3, dtype=torch.float64, generator=g)]
+             for _ in range(3)]
+    other = [[t.contiguous(memory_format=torch.channels_last) if t.dim() == 4 and (layout == "channels_last" or k)
+              else t.clone() for t in v] for k, v in enumerate(plain)]
+    for v in plain + other:
+        for t in v:
+            t.requires_grad_(True)
+    expected = curves.volume_sq(plain)
+    value = curves.volume_sq(other)
+    assert torch.allclose(value, expected)
+    for a, b in zip(torch.autograd.grad(expected, [t for v in plain for t in v]),
+                    torch.autograd.grad(value, [t for v in other for t in v])):
+        assert torch.allclose(a, b)
+
+
 def test_cosine_squared_value_and_gradients():
     g = torch.Generator().manual_seed(1)
     a = [torch.randn(3, 4, dtype=torch.float64, generator=g, requires_grad=True) for _ in range(2)]
