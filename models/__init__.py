@@ -7,6 +7,6 @@ module. To add a model, decorate its constructor with ``@register`` in a module
 imported below.
 """
 from models.registry import MODELS, TRANSFORMS, build_model, default_transform, register  # noqa: F401
-from models import small, vgg, preresnet, wide_resnet  # noqa: F401,E402  (they register themselves)
+from models import small, vgg, preresnet, resnet, wide_resnet  # noqa: F401,E402  (they register themselves)
 
 __all__ = ["MODELS", "TRANSFORMS", "build_model", "default_transform", "register"]

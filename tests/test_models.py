@@ -4,7 +4,7 @@ import torch
 
 import models
 
-BIG = {"VGG16", "VGG16BN", "VGG19", "VGG19BN", "PreResNet110", "PreResNet164", "WideResNet28x10"}
+BIG = {"VGG16", "VGG16BN", "VGG19", "VGG19BN", "PreResNet110", "PreResNet164", "WideResNet28x10", "ResNet110"}
 
 
 @pytest.mark.parametrize("name", sorted(models.MODELS))
@@ -21,7 +21,7 @@ def test_forward_backward(name):
     assert all(g is not None and torch.isfinite(g).all() for g in grads)
 
 
-@pytest.mark.parametrize("name", ["ConvFC", "MLP", "PreResNet20"])
+@pytest.mark.parametrize("name", ["ConvFC", "MLP", "PreResNet20", "ResNet20", "ResNet56"])
 def test_small_models_take_digits_shape(name):
     model = models.build_model(name, num_classes=10, in_channels=1, image_size=8)
     assert model(torch.randn(4, 1, 8, 8)).shape == (4, 10)
@@ -35,6 +35,41 @@ def test_published_sizes():
     assert count("WideResNet28x10") == 36_489_290
     assert count("ConvFC") == 3 * 32 * 25 + 32 + 32 * 64 * 25 + 64 + 64 * 128 * 25 + 128 \
         + 1152 * 1000 + 1000 + 1000 * 1000 + 1000 + 1000 * 10 + 10
+
+
+def cifar_resnet_size(depth: int, num_classes: int = 10, in_channels: int = 3) -> int:
+    """He et al.'s CIFAR ResNet counted by hand: 3x3 convolutions without bias, BatchNorm's scale and
+    shift, parameter-free (option A) shortcuts, a 64 -> classes linear layer."""
+    n = (depth - 2) // 6
+    total = in_channels * 16 * 9 + 2 * 16  # first convolution and its BatchNorm
+    previous = 16
+    for width in (16, 32, 64):
+        for _ in range(n):
+            total += previous * width * 9 + width * width * 9 + 2 * (2 * width)
+            previous = width
+    return total + 64 * num_classes + num_classes
+
+
+@pytest.mark.parametrize("name,depth,paper", [("ResNet20", 20, 0.27e6), ("ResNet32", 32, 0.46e6),
+                                              ("ResNet44", 44, 0.66e6), ("ResNet56", 56, 0.85e6),
+                                              ("ResNet110", 110, 1.7e6)])
+def test_cifar_resnet_sizes(name, depth, paper):
+    """He et al. 2016, Table 6: 0.27M, 0.46M, 0.66M, 0.85M and 1.7M parameters."""
+    count = sum(p.numel() for p in models.build_model(name, 10).parameters())
+    assert count == cifar_resnet_size(depth)
+    assert round(count / 1e6, 2 if depth < 110 else 1) == paper / 1e6
+    # learning-subspaces' projection shortcuts: a 1x1 convolution and a BatchNorm where the width doubles
+    with_b = sum(p.numel() for p in models.build_model(name, 10, shortcut="B").parameters())
+    assert with_b - count == 16 * 32 + 2 * 32 + 32 * 64 + 2 * 64
+
+
+def test_cifar_resnet_shortcut_is_subsampling_and_zero_channels():
+    from models.resnet import ZeroPadShortcut
+    x = torch.randn(2, 16, 8, 8)
+    out = ZeroPadShortcut(16)(x)
+    assert out.shape == (2, 32, 4, 4)
+    assert torch.equal(out[:, 8:24], x[:, :, ::2, ::2])
+    assert not out[:, :8].any() and not out[:, 24:].any()
 
 
 def test_registry_errors():
