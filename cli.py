@@ -293,12 +293,12 @@ def maybe_compile(module, enabled: bool):
 
 
 def train_epoch(run, forward, loader, optimizer, epoch: int, *, resume: dict | None = None, lr: float | None = None,
-                lr_fn=None, regularizer=None, amp=None, scaler=None) -> dict:
+                lr_fn=None, regularizer=None, amp=None, scaler=None, draws: int | None = None) -> dict:
     """One training epoch of a script (``epoch`` from 0; see ``runtime.Run.train_epoch``), with a
     progress bar, and a divergence that names the epoch."""
     try:
         return run.train_epoch(forward, loader, optimizer, epoch, resume=resume, lr=lr, lr_fn=lr_fn,
-                               regularizer=regularizer, amp=amp, scaler=scaler,
+                               regularizer=regularizer, amp=amp, scaler=scaler, draws=draws,
                                progress=lambda batches: progress(batches, f"epoch {epoch + 1}", total=len(loader)))
     except DivergedError as exc:
         raise DivergedError(f"epoch {epoch + 1}: {exc}; the files written so far are kept") from exc

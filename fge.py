@@ -132,9 +132,8 @@ def main(argv=None) -> None:
     for epoch in range(done, args.epochs):  # the cycle arithmetic counts this run's epochs, from 0
         started = time.time()
         # the data draws continue the checkpoint's epochs; the cycle counts this run's
-        train = cli.train_epoch(run, forward, loaders["train"], optimizer, offset + epoch,
-                                resume=_shifted(ckpt, offset), lr_fn=lambda fraction: lr_at(epoch, fraction),
-                                amp=amp, scaler=scaler)
+        train = cli.train_epoch(run, forward, loaders["train"], optimizer, epoch, resume=ckpt, draws=offset + epoch,
+                                lr_fn=lambda fraction: lr_at(epoch, fraction), amp=amp, scaler=scaler)
         test, probs, labels = utils.evaluate_with_predictions(forward, loaders["test"], amp=amp)
         snapshot = ensembles.is_snapshot_epoch(epoch, args.cycle, args.schedule)
         if snapshot:  # the lowest rate of the cycle: collect this model
@@ -162,11 +161,6 @@ def main(argv=None) -> None:
         ensembles.plot_ensemble_accuracy(plot, snapshot_acc, ensemble_acc, title=f"{name}, {args.model} on {args.dataset}")
     run.finish({"ensemble_size": ensemble.size, "ens_acc": ens["accuracy"], "ens_nll": ens["nll"],
                 "ens_ece": ens["ece"], "model_acc": snapshot_acc[-1], "snapshot_epochs": snapshots})
-
-
-def _shifted(ckpt: dict | None, offset: int) -> dict | None:
-    """A continued run's checkpoint with its epoch counted as the data draws count (from the start checkpoint's)."""
-    return None if ckpt is None else {**ckpt, "epoch": ckpt["epoch"] + offset}
 
 
 if __name__ == "__main__":

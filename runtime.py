@@ -222,8 +222,9 @@ def _progress(path: str) -> tuple[int, int] | None:
 def resolve_checkpoint_path(path: str, continuing: bool = False) -> str:
     """``path`` itself, or for a run folder its latest complete checkpoint (--ckpt, --resume).
 
-    ``continuing`` (--resume): a checkpoint whose folder holds a later one of its run means
-    that later one, so that a --resume command started again continues instead of going back.
+    ``continuing`` (--resume in the checkpoint's own folder): a checkpoint whose folder holds a
+    later one of its run means that later one, so that a --resume command started again
+    continues instead of going back. (Into another --dir, a run branches off the checkpoint named.)
     """
     if os.path.isdir(path):
         found = latest_checkpoint(path)
@@ -238,6 +239,14 @@ def resolve_checkpoint_path(path: str, continuing: bool = False) -> str:
                 print(f"{path}: its run went on to {found}; continuing from there", file=sys.stderr)
             return found
     return path
+
+
+def continues_in_place(args, parser, argv: list[str]) -> bool:
+    """Whether --resume continues its checkpoint's run in that run's folder (no other --dir given)."""
+    if "dir" not in given_flags(parser, argv) or args.dir is None:
+        return True
+    folder = os.path.dirname(os.path.abspath(args.resume)) if os.path.isfile(args.resume) else args.resume
+    return os.path.abspath(args.dir) == os.path.abspath(folder)
 
 
 def given_flags(parser, argv: list[str]) -> set[str]:
@@ -301,17 +310,14 @@ class Run:
         # SIGUSR1 warns of a time limit: a run with nothing to checkpoint (an evaluation) uses its
         # last minutes; a training run's handler (set_payload) checkpoints instead
         signal.signal(signal.SIGUSR1, signal.SIG_IGN)
-        if self.directory is None:
-            return
-        if os.path.exists(self.directory) and not os.path.isdir(self.directory):
+        if self.directory is not None and os.path.exists(self.directory) and not os.path.isdir(self.directory):
             raise UserError(f"--dir={self.directory} is a file, not a folder")
-        if not os.path.isdir(self.directory):
-            return
-        self.prefix = self._prefix_for(script)
-        if getattr(args, "restart", False):
-            return
-        found = latest_checkpoint(self.directory, self.prefix)
-        stored = self._stored_args(found)
+        found = stored = None
+        if self.directory is not None and os.path.isdir(self.directory):
+            self.prefix = self._prefix_for(script)
+            if not getattr(args, "restart", False):
+                found = latest_checkpoint(self.directory, self.prefix)
+                stored = self._stored_args(found)
         if stored is not None:
             differ = differing_flags({k: v for k, v in stored.items() if k not in may_differ}, vars(args))
             if differ:
@@ -437,13 +443,14 @@ class Run:
 
     def train_epoch(self, forward, loader, optimizer, epoch: int, *, resume: dict | None = None,
                     lr: float | None = None, lr_fn=None, regularizer=None, amp=None, scaler=None,
-                    progress=None) -> dict:
+                    progress=None, draws: int | None = None) -> dict:
         """One training epoch (``epoch`` from 0): a constant ``lr`` or per-iteration ``lr_fn``, the
-        epoch's data draws, resumption within the epoch (``resume``: the checkpoint it stopped in),
-        and a stop signal honoured after the current step."""
+        epoch's data draws (those of epoch ``draws``, default ``epoch``), resumption within the
+        epoch (``resume``: the checkpoint it stopped in), and a stop signal honoured after the
+        current step."""
         if lr is not None:
             utils.set_learning_rate(optimizer, lr)
-        loader.set_epoch(epoch)
+        loader.set_epoch(epoch if draws is None else draws)
         start, partial = 0, None
         if resume is not None and resume.get("step") and resume["epoch"] == epoch:
             start, partial = resume["step"], resume.get("partial")

@@ -71,7 +71,7 @@ def load_start(args, parser, argv) -> tuple[dict | None, dict | None, set]:
     resume = start = None
     given = set()
     if args.resume:
-        args.resume = runtime.resolve_checkpoint_path(args.resume, continuing=True)
+        args.resume = runtime.resolve_checkpoint_path(args.resume, runtime.continues_in_place(args, parser, argv))
         resume = utils.load_checkpoint(args.resume, kind="model")
         if "swa_state" not in resume or resume.get("optimizer_state") is None:
             raise UserError(f"{args.resume} is not a swa.py checkpoint (use --ckpt to start SWA from it)")

@@ -52,7 +52,9 @@ def main(argv=None) -> None:
     argv = sys.argv[1:] if argv is None else list(argv)
     parser = build_parser()
     args, _ = parser.parse_known_args(argv)
-    resume_path = runtime.resolve_checkpoint_path(args.resume, continuing=True) if args.resume else None
+    resume_path = None
+    if args.resume:
+        resume_path = runtime.resolve_checkpoint_path(args.resume, runtime.continues_in_place(args, parser, argv))
     resume = utils.load_checkpoint(resume_path) if resume_path else None
     if args.curve is not None or (resume is not None and resume["kind"] == "curve"):
         import train_curve  # the original train.py fitted curves too: hand over

@@ -74,7 +74,7 @@ def resolve_arguments(args, parser, argv) -> tuple[dict, set, str | None]:
     """Fill what the checkpoints determine. Returns the endpoint checkpoints by position ('start',
     'end'), the flags given with --resume and the --resume checkpoint's path."""
     if args.resume:
-        path = runtime.resolve_checkpoint_path(args.resume, continuing=True)
+        path = runtime.resolve_checkpoint_path(args.resume, runtime.continues_in_place(args, parser, argv))
         ckpt = utils.load_checkpoint(path, kind="curve")
         given = cli.settings_from_checkpoint(args, parser, argv, ckpt, path,
                                              ("model", "dataset", "transform", "curve", "num_bends"))

@@ -124,7 +124,8 @@ class Recorder:
     def __init__(self):
         self.train_loaders, self.epoch_rates, self.eval_loaders, self.bn_loaders = [], [], [], []
 
-    def train_epoch(self, forward, loader, optimizer, epoch, *, lr=None, lr_fn=None, regularizer=None, amp=False):
+    def train_epoch(self, run, forward, loader, optimizer, epoch, *, resume=None, lr=None, lr_fn=None,
+                    regularizer=None, amp=None, scaler=None, draws=None):
         self.train_loaders.append(loader)
         n = len(loader)
         self.epoch_rates.append([lr_fn(i / n) if lr_fn else lr for i in range(n)])
