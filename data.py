@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import os
 import pickle
+import shutil
 from dataclasses import dataclass
 
 import numpy as np
@@ -153,9 +154,12 @@ def _download_cifar(name: str, data_path: str) -> None:
 
     root = os.path.join(data_path, _CIFAR[name][0])
     dataset_class = getattr(torchvision.datasets, name)  # name is one of _CIFAR's keys
+    made = [d for d in (data_path, root) if not os.path.exists(d)]  # removed again if the download fails
     try:
         dataset_class(root=root, train=True, download=True)
     except Exception as exc:  # no network, disk full, ...: report where we looked instead
+        for folder in reversed(made):
+            shutil.rmtree(folder, ignore_errors=True)
         looked = ", ".join(cifar_candidate_dirs(name, data_path))
         raise UserError(f"{name} not found in {looked}, and the download failed "
                         f"({type(exc).__name__}: {exc})") from exc

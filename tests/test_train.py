@@ -61,6 +61,7 @@ def test_bad_input(tmp_path):
     line = assert_user_error(run_script("train.py", f"--dir={tmp_path}", "--dataset=CIFAR10", "--model=MLP",
                                         f"--data_path={tmp_path / 'nowhere'}", check=False, env=offline))
     assert "nowhere" in line
+    assert not (tmp_path / "nowhere").exists()  # no empty data/cifar10 folder left behind
     assert "does not exist" in assert_user_error(
         run_script("train.py", f"--dir={tmp_path}", *DIGITS, f"--resume={tmp_path / 'missing.pt'}", check=False))
     junk = tmp_path / "junk.pt"
