@@ -11,10 +11,12 @@ mode connectivity (Garipov et al. 2018: ``CurveModel``), learned lines and simpl
     w = curve.weights(0.3)            # flat weight vector phi(0.3)
     loss = nll + curve.l2(wd)         # 0.5 * wd * ||phi(t)||^2 at the last forward's t
 
-    line = SubspaceModel(make(), "PolyChain", 2, seed=1); line.init_random(make)
-    loss = nll + line.regularizer(beta=1.0)()             # cos^2 of the two ends' weights
-    simplex = SubspaceModel(trained, "simplex", 1, fixed=[0]); simplex.add_vertex()
-    logits = simplex(x, coefficients=centroid(2))
+    line = SubspaceModel(make(), "PolyChain", 2, seed=1)  # a line learned from scratch
+    line.init_random(make)                                # each end its own initialisation
+    regularizer = line.regularizer(beta=1.0)              # cos^2 of the ends' weights
+    loss = F.cross_entropy(line(x), y) + regularizer()    # alpha ~ U(0, 1) drawn per call
+    spro = SubspaceModel(trained, "simplex", 1, fixed=[0]); spro.add_vertex()
+    logits = spro.eval()(x, coefficients=centroid(2))
 """
 from curves.coefficients import CURVES, SHAPES, bezier, centroid, dirichlet, polychain
 from curves.model import CurveModel, SubspaceModel, Vertex

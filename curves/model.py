@@ -321,7 +321,10 @@ class SubspaceModel(nn.Module):
             self.fuse_cosine = True
 
         def term() -> torch.Tensor:
-            total = self.l2(wd)
+            if self._last_sq is None:
+                raise RuntimeError("the regularizer needs a forward pass first")
+            # no L2 term at all when wd is 0: the combination's backward then skips its buffer
+            total = self.l2(wd) if wd else torch.zeros_like(self._last_sq)
             if beta:
                 total = total + beta * self.cosine()
             if lam:

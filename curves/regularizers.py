@@ -20,6 +20,8 @@ import torch
 VOLUME_EPS = 1e-4  # SPRO's log(V^2 + 1e-4): finite while the newest vertex still sits on the others
 
 
+# --------------------------------------------------------------------------- the volume
+
 def cayley_menger_volume_sq(sq_dists: torch.Tensor) -> torch.Tensor:
     """V^2 of the simplex of n points (dimension n - 1) with pairwise squared distances ``sq_dists`` (n, n).
 
@@ -132,10 +134,14 @@ def spro_lambda(lmbd: float, reference_volume_sq: float, eps: float = VOLUME_EPS
 
     V0^2 is the squared volume of a randomly initialised simplex with as many vertices
     as the one being trained (simplex_trainer.py builds one per vertex count), so that
-    ``lmbd`` means the same for every number of vertices.
+    ``lmbd`` means the same for every number of vertices; for example
+    ``m = SubspaceModel(make(), "simplex", n); m.init_random(make); m.volume_sq().item()``.
     """
-    return max(lmbd / math.log(reference_volume_sq + eps), 1e-8)
+    log_volume = math.log(reference_volume_sq + eps)
+    return max(lmbd / log_volume, 1e-8) if log_volume > 0 else 1e-8  # SPRO's max() for log <= 0
 
+
+# --------------------------------------------------------------------------- the cosine
 
 def _dot(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     if a.stride() == b.stride():  # the same memory order, so their flat views pair the same elements
