@@ -122,7 +122,8 @@ def build_curve(args, dataset, device, endpoints: dict) -> curves.CurveModel:
             raise UserError(f"{getattr(args, 'init_' + which)} was built for {ckpt['model_kwargs']}, "
                             f"but {dataset.name} has {cli.model_kwargs(dataset)}")
     module = cli.build_model(args.model, dataset, device, args.channels_last)
-    curve = curves.CurveModel(module, args.curve, args.num_bends, args.fix_start, args.fix_end)
+    curve = curves.CurveModel(module, args.curve, args.num_bends, args.fix_start, args.fix_end,
+                              seed=args.seed)  # t drawn from a generator of its own: the same on every process
     last = args.num_bends - 1
     linear = not args.init_linear_off and "resume" not in endpoints
     for k in range(1, args.num_bends):
