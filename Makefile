@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: setup test demo bench clean
+.PHONY: setup test demo readme bench clean
 
 setup: $(STAMP)
 
@@ -18,8 +18,13 @@ $(STAMP): requirements.txt
 test: setup
 	$(PY) -m pytest -q -rs tests
 
+# the demo, then the README's figures, captions and pictures from it (docs/demo.json)
 demo: setup
 	bash scripts/demo.sh
+	$(PY) scripts/readme.py --from runs/demo
+
+readme: setup
+	$(PY) scripts/readme.py
 
 bench: setup
 	$(PY) scripts/bench.py --quick --out runs/bench.json

@@ -25,6 +25,7 @@ parse_options "${args[@]}"
 OUT=${POSITIONAL[0]:-runs/demo}
 cd "$ROOT"
 say "cd $(quote "$ROOT")"
+STARTED=$SECONDS
 DATA=(--dataset=DIGITS --use_test)
 # epochs of the endpoints, of the curve and of FGE; FGE's starting checkpoint (80%); curve points
 if ((QUICK)); then
@@ -64,6 +65,7 @@ run swa.py "$OUT/swa" "${DATA[@]}" --model=ConvFC --epochs=$E --lr_init=0.01 --w
 title "Ind: the ensemble of the two endpoints"
 run eval_ensemble.py "$OUT/ind" "${DATA[@]}" --ckpt="$FIRST" --ckpt="$SECOND"
 
-title "summary ($OUT/summary.json, pictures $OUT/curve_vs_segment.png and $OUT/fge_ensemble.png)"
-step "${PY[@]}" scripts/demo_report.py "$OUT"  # no folder of its own: it waits for every run above
+title "summary ($OUT/summary.json, figures.json, pictures curve_vs_segment.png and fge_ensemble.png)"
+# no folder of its own: it waits for every run above. Run here, it records how long the demo took.
+step "${PY[@]}" scripts/demo_report.py "$OUT" $( ((HERE)) && echo "--seconds=$((SECONDS - STARTED))")
 finish

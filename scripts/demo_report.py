@@ -1,29 +1,31 @@
-"""The demo's closing table, summary.json and pictures, from the runs scripts/demo.sh wrote.
+"""The demo's closing table, its figures file and pictures, from the runs scripts/demo.sh wrote.
 
-    python scripts/demo_report.py runs/demo
+    python scripts/demo_report.py runs/demo [--seconds S]
 
-Reads <dir>/{endpoint-1,endpoint-2,segment,curve-eval,fge,swa,ind}/summary.json (and the
-segment's and curve's curve.npz, the FGE run's metrics.csv); writes <dir>/summary.json,
-<dir>/curve_vs_segment.png and <dir>/fge_ensemble.png, and prints the table.
+Reads the runs' summary.json files (and the segment's and curve's curve.npz, the plane's
+plane.npz, the FGE run's metrics.csv); writes <dir>/summary.json (the table's figures),
+<dir>/figures.json (the same, with the arrays behind the pictures and the machine they were
+measured on: what ``scripts/readme.py --from <dir>`` records as docs/demo.json) and the
+pictures curve_vs_segment.png and fge_ensemble.png, and prints the table.
 """
 from __future__ import annotations
 
+import argparse
 import csv
+import datetime
 import json
 import os
+import platform
 import sys
 
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-from tabulate import tabulate  # noqa: E402
+import numpy as np
+import torch
+from tabulate import tabulate
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import ensembles  # noqa: E402
 
-RUNS = ("endpoint-1", "endpoint-2", "segment", "curve-eval", "fge", "swa", "ind")
+RUNS = ("endpoint-1", "endpoint-2", "segment", "curve-eval", "plane", "fge", "swa", "ind")
 
 
 def fail(message: str) -> None:
@@ -42,46 +44,78 @@ def read_summaries(folder: str) -> dict:
     return summaries
 
 
-def report(folder: str) -> dict:
+def collect(folder: str) -> dict:
+    """The demo's record: the table's figures, the arrays its pictures are drawn from, the machine."""
     s = read_summaries(folder)
     endpoints = [100.0 - s[f"endpoint-{i}"]["test_acc"] for i in (1, 2)]
     figures = {
         "endpoint_test_err": endpoints,
+        "endpoint_test_nll": [s[f"endpoint-{i}"]["test_nll"] for i in (1, 2)],
         "segment_max_test_err": s["segment"]["test_err"]["max"],
+        "segment_max_test_nll": s["segment"]["test_nll"]["max"],
         "curve_max_test_err": s["curve-eval"]["test_err"]["max"],
-        "fge_test_err": 100.0 - s["fge"]["ens_acc"],
-        "swa_test_err": 100.0 - s["swa"]["swa_test_acc"],
-        "ind_ensemble_test_err": 100.0 - s["ind"]["ens_acc"],
+        "curve_max_test_nll": s["curve-eval"]["test_nll"]["max"],
+        "fge_test_err": 100.0 - s["fge"]["ens_acc"], "fge_test_nll": s["fge"]["ens_nll"],
+        "fge_size": s["fge"]["ensemble_size"],
+        "swa_test_err": 100.0 - s["swa"]["swa_test_acc"], "swa_test_nll": s["swa"]["swa_test_nll"],
+        "swa_n": s["swa"]["swa_n"],
+        "ind_ensemble_test_err": 100.0 - s["ind"]["ens_acc"], "ind_ensemble_test_nll": s["ind"]["ens_nll"],
     }
     # the barrier: how far the worst point of a path rises above the worse endpoint
     figures["segment_barrier"] = figures["segment_max_test_err"] - max(endpoints)
     figures["curve_barrier"] = figures["curve_max_test_err"] - max(endpoints)
-    rows = [
-        ["Endpoint 1 (SGD, seed 1)", endpoints[0], s["endpoint-1"]["test_nll"]],
-        ["Endpoint 2 (SGD, seed 2)", endpoints[1], s["endpoint-2"]["test_nll"]],
-        ["Straight segment, worst point", figures["segment_max_test_err"], s["segment"]["test_nll"]["max"]],
-        ["Bezier curve, worst point", figures["curve_max_test_err"], s["curve-eval"]["test_nll"]["max"]],
-        ["Ind: ensemble of the 2 endpoints", figures["ind_ensemble_test_err"], s["ind"]["ens_nll"]],
-        [f"FGE: ensemble of {s['fge']['ensemble_size']} snapshots", figures["fge_test_err"], s["fge"]["ens_nll"]],
-        [f"SWA: average of {s['swa']['swa_n']} models", figures["swa_test_err"], s["swa"]["swa_test_nll"]],
-    ]
-    print(tabulate(rows, ["method (ConvFC on DIGITS)", "test error %", "test NLL"], floatfmt=".3f"))
-    print(f"\nbarrier above the worse endpoint: segment {figures['segment_barrier']:.2f} points, "
-          f"curve {figures['curve_barrier']:.2f} points")
-    with open(os.path.join(folder, "summary.json"), "w") as f:
-        json.dump(figures, f, indent=2)
-    plot_paths(folder, endpoints)
-    plot_fge(folder)
-    return figures
-
-
-def plot_paths(folder: str, endpoints: list[float]) -> None:
-    """Test error against t along the straight segment and along the fitted curve."""
-    fig, ax = plt.subplots(figsize=(5.5, 3.6), dpi=110)
-    for run, label, color in (("segment", "straight segment", "tab:gray"), ("curve-eval", "Bezier curve", "tab:red")):
+    paths = {}
+    for run, name in (("segment", "segment"), ("curve-eval", "curve")):
         points = np.load(os.path.join(folder, run, "curve.npz"))
+        paths[name] = {"ts": points["ts"].tolist(), "te_err": points["te_err"].tolist(),
+                       "tr_loss": points["tr_loss"].tolist()}
+    with open(os.path.join(folder, "fge", "metrics.csv"), newline="") as f:
+        rows = [r for r in csv.DictReader(f) if r["snapshot"] == "1"]
+    fge = {"snapshot_acc": [float(r["test_acc"]) for r in rows], "ensemble_acc": [float(r["ens_acc"]) for r in rows]}
+    plane = dict(np.load(os.path.join(folder, "plane", "plane.npz")))
+    plane = {k: v.tolist() for k, v in plane.items()}
+    plane["points"], plane["dx"], plane["dy"] = s["plane"]["points"], s["plane"]["dx"], s["plane"]["dy"]
+    return {"figures": figures, "paths": paths, "fge": fge, "plane": plane, "machine": machine()}
+
+
+def machine() -> dict:
+    name = platform.processor() or platform.machine()
+    if os.path.exists("/proc/cpuinfo"):
+        with open("/proc/cpuinfo") as f:
+            name = next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), name)
+    return {"cpu": name, "cores": os.cpu_count(), "threads": torch.get_num_threads(), "torch": torch.__version__,
+            "python": platform.python_version(), "date": datetime.date.today().isoformat()}
+
+
+def table(record: dict) -> list[list]:
+    """The rows of the demo's table: method, test error %, test NLL."""
+    f = record["figures"]
+    return [
+        ["Endpoint 1 (SGD, seed 1)", f["endpoint_test_err"][0], f["endpoint_test_nll"][0]],
+        ["Endpoint 2 (SGD, seed 2)", f["endpoint_test_err"][1], f["endpoint_test_nll"][1]],
+        ["Straight segment, worst point", f["segment_max_test_err"], f["segment_max_test_nll"]],
+        ["Bezier curve, worst point", f["curve_max_test_err"], f["curve_max_test_nll"]],
+        ["Ind: ensemble of the 2 endpoints", f["ind_ensemble_test_err"], f["ind_ensemble_test_nll"]],
+        [f"FGE: ensemble of {f['fge_size']} snapshots", f["fge_test_err"], f["fge_test_nll"]],
+        [f"SWA: average of {f['swa_n']} models", f["swa_test_err"], f["swa_test_nll"]],
+    ]
+
+
+# --------------------------------------------------------------------------- pictures
+
+def draw(record: dict, folder: str) -> dict:
+    """The demo's pictures, drawn from its record into ``folder``; returns their paths by name."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    paths = {"curve": os.path.join(folder, "curve_vs_segment.png"), "fge": os.path.join(folder, "fge_ensemble.png")}
+    fig, ax = plt.subplots(figsize=(5.5, 3.6), dpi=110)
+    for name, label, color in (("segment", "straight segment", "tab:gray"), ("curve", "Bezier curve", "tab:red")):
+        points = record["paths"][name]
         ax.plot(points["ts"], points["te_err"], "-", color=color, label=label, lw=2)
-    ax.plot([0, 1], endpoints, "o", color="black", label="endpoints", zorder=3)
+    ax.plot([0, 1], record["figures"]["endpoint_test_err"], "o", color="black", label="endpoints", zorder=3)
     ax.set_xlabel("t")
     ax.set_ylabel("test error (%)")
     ax.set_title("Mode connectivity: ConvFC on DIGITS")
@@ -89,20 +123,30 @@ def plot_paths(folder: str, endpoints: list[float]) -> None:
     ax.grid(alpha=0.3)
     ax.legend()
     fig.tight_layout()
-    fig.savefig(os.path.join(folder, "curve_vs_segment.png"))
+    fig.savefig(paths["curve"])
     plt.close(fig)
-
-
-def plot_fge(folder: str) -> None:
-    """The FGE ensemble's test accuracy as snapshots are added, beside each snapshot's own."""
-    with open(os.path.join(folder, "fge", "metrics.csv"), newline="") as f:
-        rows = [r for r in csv.DictReader(f) if r["snapshot"] == "1"]
-    ensembles.plot_ensemble_accuracy(os.path.join(folder, "fge_ensemble.png"),
-                                     [float(r["test_acc"]) for r in rows], [float(r["ens_acc"]) for r in rows],
+    ensembles.plot_ensemble_accuracy(paths["fge"], record["fge"]["snapshot_acc"], record["fge"]["ensemble_acc"],
                                      title="Fast Geometric Ensembling: ConvFC on DIGITS")
+    return paths
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description="The demo's table, figures file and pictures.")
+    parser.add_argument("folder", help="the demo's output folder (runs/demo)")
+    parser.add_argument("--seconds", type=float, default=None, help="how long the demo took, to record")
+    args = parser.parse_args(argv)
+    record = collect(args.folder)
+    record["seconds"] = args.seconds
+    print(tabulate(table(record), ["method (ConvFC on DIGITS)", "test error %", "test NLL"], floatfmt=".3f"))
+    f = record["figures"]
+    print(f"\nbarrier above the worse endpoint: segment {f['segment_barrier']:.2f} points, "
+          f"curve {f['curve_barrier']:.2f} points")
+    with open(os.path.join(args.folder, "summary.json"), "w") as out:
+        json.dump(f, out, indent=2)
+    with open(os.path.join(args.folder, "figures.json"), "w") as out:
+        json.dump(record, out)
+    draw(record, args.folder)
 
 
 if __name__ == "__main__":
-    if len(sys.argv) != 2:
-        fail("usage: python scripts/demo_report.py RUN_DIR")
-    report(sys.argv[1])
+    main()

@@ -4,10 +4,13 @@ import json
 import os
 import shlex
 import subprocess
+import sys
 
 import numpy as np
 
 from conftest import ROOT, run_script
+
+sys.path.insert(0, os.path.join(ROOT, "scripts"))
 
 
 def demo_commands(out: str) -> list[list[str]]:
@@ -41,13 +44,18 @@ def test_demo_report_table_and_summary(tmp_path):
     for name, peak in (("segment", 80.0), ("curve-eval", 3.0)):
         err = np.array([2.0, 2.5, peak, 2.5, 2.5])
         _write_run(tmp_path, name, {"test_err": {"max": peak}, "test_nll": {"max": 1.0}})
-        np.savez(tmp_path / name / "curve.npz", ts=ts, te_err=err)
+        np.savez(tmp_path / name / "curve.npz", ts=ts, te_err=err, tr_loss=err / 10)
     _write_run(tmp_path, "fge", {"ens_acc": 98.5, "ens_nll": 0.05, "ensemble_size": 2})
     (tmp_path / "fge" / "metrics.csv").write_text(
         "epoch,snapshot,test_acc,ens_acc\n1,1,98.0,98.0\n2,0,97.0,\n3,1,98.2,98.5\n")
     _write_run(tmp_path, "swa", {"swa_test_acc": 98.2, "swa_test_nll": 0.06, "swa_n": 5})
     _write_run(tmp_path, "ind", {"ens_acc": 98.4, "ens_nll": 0.07})
-    result = run_script("scripts/demo_report.py", tmp_path)
+    point = {"train_loss": 0.1, "test_err": 2.0}
+    _write_run(tmp_path, "plane", {"points": {"segment t=0.5": point, "curve t=0.5": point}, "dx": 4.0, "dy": 1.0})
+    grid = np.stack(np.meshgrid(np.linspace(0, 4, 3), np.linspace(0, 1, 3), indexing="ij"), -1)
+    np.savez(tmp_path / "plane" / "plane.npz", grid=grid, tr_loss=np.ones((3, 3)), te_err=np.arange(9.0).reshape(3, 3),
+             bend_coordinates=np.array([[0, 0], [2, 1], [4, 0.0]]), curve_coordinates=np.array([[0, 0], [4, 0.0]]))
+    result = run_script("scripts/demo_report.py", tmp_path, "--seconds=125")
     assert "Bezier curve, worst point" in result.stdout
     summary = json.loads((tmp_path / "summary.json").read_text())
     assert summary["endpoint_test_err"] == [2.0, 2.5]
@@ -57,3 +65,12 @@ def test_demo_report_table_and_summary(tmp_path):
     assert abs(summary["ind_ensemble_test_err"] - 1.6) < 1e-9
     assert (tmp_path / "curve_vs_segment.png").stat().st_size > 0
     assert (tmp_path / "fge_ensemble.png").stat().st_size > 0
+    # figures.json holds what the README is written from
+    import readme
+
+    record = json.loads((tmp_path / "figures.json").read_text())
+    blocks = readme.render(record)
+    assert "| Straight segment, worst point" in blocks["demo-table"] and "2 min 05 s" in blocks["demo-table"]
+    text = "a\n<!-- generated: demo-table -->\nold\n<!-- end: demo-table -->\nb\n"
+    assert readme.update(text, blocks) == "a\n<!-- generated: demo-table -->\n" + blocks["demo-table"] + \
+        "<!-- end: demo-table -->\nb\n"

@@ -1,0 +1,106 @@
+"""The README's figures, captions and pictures, from the demo's record docs/demo.json.
+
+    python scripts/readme.py                    # README.md and docs/*.png from docs/demo.json
+    python scripts/readme.py --from runs/demo   # first record a demo run's figures as docs/demo.json
+
+``make demo`` ends with the second: the README's numbers are always the code's. The README
+holds each generated part between ``<!-- generated: NAME -->`` and ``<!-- end: NAME -->``;
+``render`` makes them from a record, and tests/test_readme.py fails when the README's
+parts differ from what docs/demo.json gives.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import shutil
+import sys
+
+import numpy as np
+from tabulate import tabulate
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+sys.path.insert(0, os.path.join(ROOT, "scripts"))
+import demo_report  # noqa: E402
+
+RECORD = os.path.join(ROOT, "docs", "demo.json")
+README = os.path.join(ROOT, "README.md")
+BLOCK = re.compile(r"(<!-- generated: (\S+) -->\n)(.*?)(<!-- end: \2 -->)", re.S)
+
+
+def render(record: dict) -> dict[str, str]:
+    """The README's generated parts, by name."""
+    f, m, p = record["figures"], record["machine"], record["plane"]["points"]
+    worse = max(f["endpoint_test_err"])
+    rows = [[name, f"{err:.2f}", f"{nll:.3f}"] for name, err, nll in demo_report.table(record)]
+    took = ""
+    if record.get("seconds"):
+        minutes, seconds = divmod(round(record["seconds"]), 60)
+        took = f" `make demo` took {minutes} min {seconds:02d} s there, once `.venv` existed."
+    blocks = {
+        "demo-caption": (
+            f"*From `make demo`: two ConvFC networks trained on DIGITS from different seeds "
+            f"({f['endpoint_test_err'][0]:.2f}% and {f['endpoint_test_err'][1]:.2f}% test error). Along the "
+            f"straight segment between them the error reaches {f['segment_max_test_err']:.1f}%; along a Bezier "
+            f"curve whose middle bend was trained for 10 epochs it never exceeds {f['curve_max_test_err']:.2f}%.*"),
+        "demo-table": (
+            tabulate(rows, ["method (ConvFC on DIGITS)", "test error %", "test NLL"], tablefmt="github",
+                     colalign=("left", "right", "right"))
+            + f"\n\nThe segment's barrier (its worst error minus the worse endpoint's, {worse:.2f}%) is "
+            f"{f['segment_barrier']:.1f} points, the curve's {f['curve_barrier']:.1f}. Measured on an {m['cpu']} "
+            f"({m['cores']} cores, {m['threads']} torch threads), torch {m['torch']}, Python {m['python']}, on "
+            f"{m['date']}.{took} DIGITS' test set has 360 images, so one image is 0.28 points, and another "
+            f"CPU's floating point may move a figure by an image or two."),
+        "plane-caption": (
+            f"*Train loss (with the L2 term) and test error in the plane through the three bends of the demo's "
+            f"Bezier curve, as in the paper's first figure. The straight segment between the end bends (dashed) "
+            f"crosses a ridge: at its midpoint the train loss is {p['segment t=0.5']['train_loss']:.2f} and the "
+            f"test error {p['segment t=0.5']['test_err']:.1f}%. The curve (solid) goes around it through the "
+            f"valley: train loss {p['curve t=0.5']['train_loss']:.2f} and test error "
+            f"{p['curve t=0.5']['test_err']:.2f}% at t = 0.5. The middle bend (diamond) is a Bezier control "
+            f"point, off the curve. The middle bend lies {record['plane']['dy']:.1f} from the segment, the end "
+            f"bends {record['plane']['dx']:.1f} apart.*"),
+    }
+    return {name: text + "\n" for name, text in blocks.items()}
+
+
+def update(text: str, blocks: dict[str, str]) -> str:
+    """``text`` with each generated part replaced by its block (a part without a block is kept)."""
+    return BLOCK.sub(lambda m: m.group(1) + blocks.get(m.group(2), m.group(3)) + m.group(4), text)
+
+
+def draw(record: dict, folder: str) -> None:
+    """docs/demo_curve.png, docs/fge_ensemble.png and docs/plane.png from the record."""
+    import planes
+
+    drawn = demo_report.draw(record, folder)
+    os.replace(drawn["curve"], os.path.join(folder, "demo_curve.png"))
+    plane = {k: np.asarray(v) for k, v in record["plane"].items() if k not in ("points", "dx", "dy")}
+    planes.plot_plane({**plane, "is_curve": True}, os.path.join(folder, "plane.png"), "ConvFC on DIGITS: Bezier curve")
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description="The README's figures, captions and pictures from docs/demo.json.")
+    parser.add_argument("--from", dest="source", metavar="RUN_DIR",
+                        help="record this demo run's figures.json as docs/demo.json first")
+    args = parser.parse_args(argv)
+    if args.source:
+        source = os.path.join(args.source, "figures.json")
+        if not os.path.isfile(source):
+            print(f"error: {source} is missing: run scripts/demo.sh (make demo) first", file=sys.stderr)
+            sys.exit(2)
+        shutil.copyfile(source, RECORD)
+    with open(RECORD) as f:
+        record = json.load(f)
+    with open(README) as f:
+        text = f.read()
+    with open(README, "w") as f:
+        f.write(update(text, render(record)))
+    draw(record, os.path.join(ROOT, "docs"))
+    print(f"README.md and docs/*.png regenerated from {os.path.relpath(RECORD, ROOT)}")
+
+
+if __name__ == "__main__":
+    main()
