@@ -81,3 +81,18 @@ def digits_checkpoint(tmp_path_factory) -> str:
     run_script("train.py", f"--dir={folder}", "--dataset=DIGITS", "--model=ConvFC", "--epochs=3",
                "--use_test", "--lr=0.02", "--save_freq=1")
     return str(folder / "checkpoint-3.pt")
+
+
+def random_checkpoint(path, model: str, seed: int, num_classes: int = 10) -> str:
+    """A 'model' checkpoint of an untrained network for DIGITS (1 channel, 8x8): no training needed."""
+    import torch
+
+    import models
+    import utils
+
+    torch.manual_seed(seed)
+    kwargs = {"in_channels": 1, "image_size": 8}
+    net = models.build_model(model, num_classes, **kwargs)
+    utils.save_checkpoint(str(path), utils.model_checkpoint(
+        model, net, num_classes=num_classes, model_kwargs=kwargs, dataset="DIGITS", transform="VGG", epoch=0))
+    return str(path)

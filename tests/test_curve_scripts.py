@@ -15,20 +15,10 @@ import eval_curve
 import train
 import train_curve
 import utils
-from conftest import assert_user_error, run_script, user_error
+from conftest import random_checkpoint, assert_user_error, run_script, user_error
 from models import build_model
 
 DIGITS = ["--dataset=DIGITS", "--use_test", "--batch_size=128"]  # 12 steps an epoch
-
-
-def random_checkpoint(path, model: str, seed: int, num_classes: int = 10) -> str:
-    """A 'model' checkpoint of an untrained network for DIGITS (1 channel, 8x8)."""
-    torch.manual_seed(seed)
-    kwargs = {"in_channels": 1, "image_size": 8}
-    net = build_model(model, num_classes, **kwargs)
-    utils.save_checkpoint(str(path), utils.model_checkpoint(
-        model, net, num_classes=num_classes, model_kwargs=kwargs, dataset="DIGITS", transform="VGG", epoch=0))
-    return str(path)
 
 
 @pytest.fixture(scope="module")
@@ -78,7 +68,7 @@ def test_resume_gives_the_same_weights(tmp_path):
     The resume goes through train.py without --curve: the checkpoint says it is a curve, and
     the curve's type, bends and fixed ends come from it."""
     ends = [random_checkpoint(tmp_path / f"{s}.pt", "PreResNet20", s) for s in (1, 2)]
-    common = [*DIGITS, "--epochs=2", "--save_freq=1", "--lr=0.05", "--seed=3"]
+    common = [*DIGITS, "--epochs=2", "--save_freq=1", "--lr=0.05", "--seed=3", "--batch_size=128"]
     curve = ["--curve=PolyChain", "--num_bends=3", f"--init_start={ends[0]}", f"--init_end={ends[1]}", "--fix_start"]
     train_curve.main([f"--dir={tmp_path / 'whole'}", *common, *curve])
     train.main([f"--dir={tmp_path / 'resumed'}", *common, f"--resume={tmp_path / 'whole' / 'checkpoint-1.pt'}"])

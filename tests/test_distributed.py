@@ -16,7 +16,7 @@ import sys
 import pytest
 import torch
 
-from conftest import ROOT, run_script
+from conftest import ROOT, random_checkpoint, run_script
 
 DIGITS = ["--dataset=DIGITS", "--use_test", "--batch_size=32", "--lr=0.05"]
 
@@ -64,10 +64,7 @@ def test_two_processes_train_as_one(tmp_path):
 
 def test_a_curves_t_is_the_same_on_both_processes(tmp_path):
     """Were the t's of a step different, the averaged gradient would be no single process's."""
-    ends = []
-    for seed in (1, 2):
-        run_script("train.py", *DIGITS, "--model=MLP", "--epochs=1", f"--seed={seed}", f"--dir={tmp_path / str(seed)}")
-        ends.append(tmp_path / str(seed) / "checkpoint-1.pt")
+    ends = [random_checkpoint(tmp_path / f"{seed}.pt", "MLP", seed) for seed in (1, 2)]
     common = ["train_curve.py", *DIGITS, "--curve=Bezier", f"--init_start={ends[0]}", f"--init_end={ends[1]}",
               "--fix_start", "--fix_end", "--epochs=2"]
     run_script(*common, f"--dir={tmp_path / 'one'}")
@@ -78,12 +75,9 @@ def test_a_curves_t_is_the_same_on_both_processes(tmp_path):
 def test_batchnorm_updates_and_evaluations_combine_both_processes(tmp_path):
     """The straight segment between two PreResNet20s: BatchNorm recomputed at every point from the
     global batches, train and test figures over all images: one process's figures."""
-    ends = []
-    for seed in (1, 2):
-        run_script("train.py", *DIGITS, "--model=PreResNet20", "--epochs=1", f"--seed={seed}",
-                   f"--dir={tmp_path / str(seed)}")
-        ends.append(tmp_path / str(seed) / "checkpoint-1.pt")
-    common = ["eval_curve.py", f"--init_start={ends[0]}", f"--init_end={ends[1]}", "--num_points=3"]
+    ends = [random_checkpoint(tmp_path / f"{seed}.pt", "PreResNet20", seed) for seed in (1, 2)]
+    common = ["eval_curve.py", "--use_test", f"--init_start={ends[0]}", f"--init_end={ends[1]}", "--num_points=2",
+              "--batch_size=128"]
     run_script(*common, f"--dir={tmp_path / 'one'}")
     torchrun(*common, f"--dir={tmp_path / 'two'}")
     rows = {}
