@@ -88,8 +88,11 @@ def resolve_arguments(args, parser, argv) -> tuple[dict, set, str | None]:
         raise UserError("--curve is required (or --resume a curve checkpoint)")
     args.num_bends = args.num_bends or 3
     found = {}
-    for which, path in (("start", args.init_start), ("end", args.init_end)):
+    for which in ("start", "end"):
+        path = getattr(args, f"init_{which}")
         if path:
+            path = runtime.resolve_checkpoint_path(path)  # a run folder: its latest checkpoint
+            setattr(args, f"init_{which}", path)
             ckpt = utils.load_checkpoint(path, kind="model", model=args.model)
             cli.resolve_from_checkpoint(args, ckpt, path)  # model, dataset, transform
             found[which] = ckpt
