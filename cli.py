@@ -84,11 +84,12 @@ def _fail(message: str, status: int) -> None:
 # --------------------------------------------------------------------------- arguments
 
 def add_data_arguments(parser: argparse.ArgumentParser, from_checkpoint: bool = False,
-                       use_test_default: bool = False) -> None:
-    """--dataset --data_path --transform --use_test/--no_use_test --batch_size --num_workers.
+                       use_test_default: bool = False, label_noise: bool = False) -> None:
+    """--dataset --data_path --transform --use_test/--no_use_test --batch_size --num_workers, and
+    for a training script (``label_noise``) --label_noise --label_noise_seed.
 
     With ``from_checkpoint`` the dataset, transform and split default to the checkpoint's.
-    ``args.use_test`` stays None unless given: ``resolve_split`` settles it.
+    ``args.use_test`` and ``args.label_noise`` stay None unless given: ``resolve_split`` settles them.
     """
     group = parser.add_argument_group("Data")
     default = None if from_checkpoint else "CIFAR10"
@@ -112,6 +113,15 @@ def add_data_arguments(parser: argparse.ArgumentParser, from_checkpoint: bool = 
                        help="mini-batch size (default: 128; 32 for DIGITS)")
     group.add_argument("--num_workers", type=int, default=4,
                        help="accepted for the original commands; the in-memory pipeline needs no workers")
+    if label_noise:
+        group.add_argument("--label_noise", type=fraction, default=None, metavar="FRACTION",
+                           help="give this fraction of the training labels a uniformly random label "
+                                "(learning-subspaces' rule; evaluation labels are never touched) "
+                                "(default: the checkpoint's, else 0)")
+        group.add_argument("--label_noise_seed", type=int, default=None,
+                           help="seed of the noise draws, the same for every --seed: the runs compared "
+                                "train on the same labels, as in learning-subspaces, whose one saved draw "
+                                "seed 0 reproduces (default: the checkpoint's, else 0)")
 
 
 TRAIN_EVAL = ("augmented", "plain")
@@ -172,6 +182,14 @@ def int_at_least(minimum: int, unit: str = ""):
 positive_int = int_at_least(1)
 
 
+def fraction(text: str) -> float:
+    """An argparse type: a number in [0, 1]."""
+    value = float(text)
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"{text} is not a fraction in [0, 1]")
+    return value
+
+
 def non_negative_float(text: str) -> float:
     value = float(text)
     if not value >= 0:
@@ -179,11 +197,16 @@ def non_negative_float(text: str) -> float:
     return value
 
 
-def resolve_from_checkpoint(args: argparse.Namespace, ckpt: dict, path: str,
-                            names=("model", "dataset", "transform")) -> None:
+# What a checkpoint fixes for a script that starts from it (scripts without a flag skip its name).
+FROM_CHECKPOINT = ("model", "dataset", "transform", "label_noise", "label_noise_seed")
+
+
+def resolve_from_checkpoint(args: argparse.Namespace, ckpt: dict, path: str, names=FROM_CHECKPOINT) -> None:
     """Take ``names`` from the checkpoint where not given; a contradicting flag is an error."""
     for name in names:
-        given, stored = getattr(args, name, None), ckpt.get(name)
+        if not hasattr(args, name):
+            continue
+        given, stored = getattr(args, name), ckpt.get(name)
         if given is None:
             setattr(args, name, stored)
         elif stored is not None and given != stored:
@@ -213,6 +236,7 @@ def resolve_split(args, default: bool, checkpoints: dict | None = None, evaluati
     if args.use_test is None and len(set(stored.values())) > 1:
         raise UserError("the checkpoints were trained on different splits: "
                         + ", ".join(f"{p} {'with' if s else 'without'} --use_test" for p, s in stored.items()))
+    _settle_label_noise(args)
     if args.use_test is None:
         args.use_test = next(iter(stored.values())) if stored else default
         return
@@ -224,13 +248,21 @@ def resolve_split(args, default: bool, checkpoints: dict | None = None, evaluati
             raise UserError(f"{given} contradicts {path}, which was trained {trained}")
 
 
+def _settle_label_noise(args) -> None:
+    """A training script's label noise that neither a flag nor a checkpoint gave: none (seed 0)."""
+    if hasattr(args, "label_noise"):
+        args.label_noise = args.label_noise or 0.0
+        args.label_noise_seed = args.label_noise_seed or 0
+
+
 # --------------------------------------------------------------------------- set-up
 
 def load_data(args, procs, eval_batch_size: int | None = None):
     """The dataset and its loaders (see ``data.make_loaders``) on the process's device, each
     loader giving this process its share of every global batch."""
     assert args.use_test is not None, "resolve_split() first"
-    dataset = data.load_dataset(args.dataset, args.data_path, args.use_test)
+    dataset = data.load_dataset(args.dataset, args.data_path, args.use_test,
+                                label_noise=getattr(args, "label_noise", 0.0), noise_seed=getattr(args, "label_noise_seed", 0))
     loaders = data.make_loaders(dataset, args.batch_size, args.transform, device=procs.device, seed=args.seed,
                                 channels_last=args.channels_last, eval_batch_size=eval_batch_size,
                                 rank=procs.rank, world_size=procs.world_size)
@@ -293,19 +325,20 @@ def maybe_compile(module, enabled: bool):
 
 
 def train_epoch(run, forward, loader, optimizer, epoch: int, *, resume: dict | None = None, lr: float | None = None,
-                lr_fn=None, regularizer=None, amp=None, scaler=None, draws: int | None = None) -> dict:
+                lr_fn=None, regularizer=None, amp=None, scaler=None, draws: int | None = None,
+                samples: int = 1) -> dict:
     """One training epoch of a script (``epoch`` from 0; see ``runtime.Run.train_epoch``), with a
     progress bar, and a divergence that names the epoch."""
     try:
         return run.train_epoch(forward, loader, optimizer, epoch, resume=resume, lr=lr, lr_fn=lr_fn,
-                               regularizer=regularizer, amp=amp, scaler=scaler, draws=draws,
+                               regularizer=regularizer, amp=amp, scaler=scaler, draws=draws, samples=samples,
                                progress=lambda batches: progress(batches, f"epoch {epoch + 1}", total=len(loader)))
     except DivergedError as exc:
         raise DivergedError(f"epoch {epoch + 1}: {exc}; the files written so far are kept") from exc
 
 
 def settings_from_checkpoint(args, parser, argv: list[str], ckpt: dict, path: str,
-                             structural=("model", "dataset", "transform")) -> set[str]:
+                             structural=FROM_CHECKPOINT) -> set[str]:
     """--resume: the run's settings are the checkpoint's; flags given on the command line
     override them, but not the ``structural`` ones, nor the split, which must agree.
     Returns the flags given (they may differ from the run's). --dir defaults to the

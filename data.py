@@ -24,6 +24,10 @@ Datasets:
 Validation: without ``use_test`` the last ``validation_size`` training images
 (5000 for CIFAR, 360 for DIGITS, the size of its test set) are the evaluation
 set and training uses the rest.
+
+Label noise (``label_noise``, learning-subspaces' rule): a fraction of the training
+labels is replaced by uniformly random ones (``noisy_labels``). Only the images that
+train are noised, after the split: evaluation labels, test or validation, never are.
 """
 from __future__ import annotations
 
@@ -90,8 +94,9 @@ class Dataset:
 
 
 def load_dataset(name: str, data_path: str = "data", use_test: bool = False,
-                 download: bool = True) -> Dataset:
-    """Load ``name`` into memory and split it as described in the module docstring."""
+                 download: bool = True, label_noise: float = 0.0, noise_seed: int = 0) -> Dataset:
+    """Load ``name`` into memory and split it as described in the module docstring; with
+    ``label_noise`` that fraction of the training labels is random (``noisy_labels``)."""
     if name not in DATASETS:
         raise UserError(f"unknown dataset {name!r} (choose from {', '.join(DATASETS)})")
     if name == "DIGITS":
@@ -107,7 +112,29 @@ def load_dataset(name: str, data_path: str = "data", use_test: bool = False,
         cut = len(train) - validation_size
         train, test = (ImageSet(train.images[:cut], train.labels[:cut]),
                        ImageSet(train.images[cut:], train.labels[cut:]))
+    if label_noise:
+        train = ImageSet(train.images, noisy_labels(train.labels, label_noise, _NUM_CLASSES[name], noise_seed))
     return Dataset(name, train, test, _NUM_CLASSES[name], use_test, padding, flip)
+
+
+def noisy_labels(labels: torch.Tensor, fraction: float, num_classes: int, seed: int = 0) -> torch.Tensor:
+    """``labels`` with the first int(n * fraction) images of a random permutation given a uniformly
+    random label (which may be the old one), as learning-subspaces' data/cifar.py does.
+
+    The draws are its own, in its order: a permutation, then n labels, from numpy's generator
+    seeded with ``seed``. Seed 0 gives its saved cifar.npy and cifar_labels.npy (the files
+    every run of it shares) for CIFAR-10's 50000 images.
+    """
+    if not 0.0 <= fraction <= 1.0:
+        raise UserError(f"--label_noise={fraction} is not a fraction in [0, 1]")
+    n = len(labels)
+    rng = np.random.RandomState(seed)
+    order = rng.permutation(n)
+    random_labels = rng.randint(num_classes, size=(n,))
+    chosen = order[:int(n * fraction)]
+    noisy = labels.clone()
+    noisy[torch.from_numpy(chosen)] = torch.from_numpy(random_labels[:len(chosen)]).to(labels.dtype)
+    return noisy
 
 
 def _load_digits() -> tuple[ImageSet, ImageSet]:

@@ -36,7 +36,7 @@ from errors import UserError
 def build_parser() -> cli.ArgumentParser:
     parser = cli.ArgumentParser(description="Fast Geometric Ensembling (or Snapshot Ensembles) from a checkpoint.")
     cli.add_run_arguments(parser, default_dir="runs/fge")
-    cli.add_data_arguments(parser, from_checkpoint=True)
+    cli.add_data_arguments(parser, from_checkpoint=True, label_noise=True)
     cli.add_model_argument(parser, required=False)
     group = parser.add_argument_group("Ensembling")
     group.add_argument("--ckpt", default=None, metavar="CKPT",

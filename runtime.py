@@ -443,11 +443,11 @@ class Run:
 
     def train_epoch(self, forward, loader, optimizer, epoch: int, *, resume: dict | None = None,
                     lr: float | None = None, lr_fn=None, regularizer=None, amp=None, scaler=None,
-                    progress=None, draws: int | None = None) -> dict:
+                    progress=None, draws: int | None = None, samples: int = 1) -> dict:
         """One training epoch (``epoch`` from 0): a constant ``lr`` or per-iteration ``lr_fn``, the
         epoch's data draws (those of epoch ``draws``, default ``epoch``), resumption within the
         epoch (``resume``: the checkpoint it stopped in), and a stop signal honoured after the
-        current step."""
+        current step; ``samples`` forward passes a step (see ``utils.train_epoch``)."""
         if lr is not None:
             utils.set_learning_rate(optimizer, lr)
         loader.set_epoch(epoch if draws is None else draws)
@@ -457,7 +457,7 @@ class Run:
         try:
             return utils.train_epoch(forward, loader, optimizer, lr_fn=lr_fn, regularizer=regularizer, amp=amp,
                                      scaler=scaler, start_step=start, partial=partial,
-                                     should_stop=self.stop_requested, progress=progress)
+                                     should_stop=self.stop_requested, progress=progress, samples=samples)
         except utils.Interrupted as stop:
             self.requeue(epoch, stop.step, stop.partial)
 

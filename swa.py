@@ -42,7 +42,7 @@ from errors import UserError
 def build_parser() -> cli.ArgumentParser:
     parser = cli.ArgumentParser(description="Stochastic Weight Averaging (or SGD with the SWA repository's schedule).")
     cli.add_run_arguments(parser, default_dir="runs/swa")
-    cli.add_data_arguments(parser, from_checkpoint=True, use_test_default=True)
+    cli.add_data_arguments(parser, from_checkpoint=True, use_test_default=True, label_noise=True)
     cli.add_model_argument(parser, required=False)
     group = parser.add_argument_group("Optimisation")
     group.add_argument("--epochs", type=cli.positive_int, default=200, help="number of epochs")
@@ -192,7 +192,8 @@ def main(argv=None) -> None:
     if swa_n() > 0 and path:
         utils.save_checkpoint(path, cli.model_payload(args, dataset, average.module, epoch=args.epochs))
     run.finish({"swa_n": swa_n(), "swa_test_acc": swa.get("accuracy"), "swa_test_nll": swa.get("nll"),
-                "sgd_test_acc": test["accuracy"], "sgd_test_nll": test["nll"]})
+                "swa_test_ece": swa.get("ece"), "sgd_test_acc": test["accuracy"], "sgd_test_nll": test["nll"],
+                "sgd_test_ece": test["ece"]})
 
 
 if __name__ == "__main__":

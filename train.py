@@ -30,16 +30,31 @@ import utils
 from errors import UserError
 
 
+SCHEDULES = ("linear", "cosine")
+
+
+def learning_rate(args, epoch: int) -> float:
+    """The rate of epoch ``epoch`` (from 0) under --schedule."""
+    if args.schedule == "cosine":
+        return utils.cosine_learning_rate(args.lr, epoch, args.epochs, args.warmup_epochs)
+    return utils.learning_rate_schedule(args.lr, epoch + 1, args.epochs)  # the original counts from 1
+
+
 def build_parser() -> cli.ArgumentParser:
     parser = cli.ArgumentParser(description="Train a network with SGD (the papers' schedule).")
     cli.add_run_arguments(parser, default_dir="runs/train")
-    cli.add_data_arguments(parser)
+    cli.add_data_arguments(parser, label_noise=True)
     cli.add_model_argument(parser, required=False)
     group = parser.add_argument_group("Optimisation")
     group.add_argument("--epochs", type=cli.positive_int, default=200, help="number of epochs")
     group.add_argument("--lr", type=cli.non_negative_float, default=0.01, help="initial learning rate")
     group.add_argument("--wd", type=cli.non_negative_float, default=1e-4, help="weight decay")
     group.add_argument("--momentum", type=cli.non_negative_float, default=0.9, help="SGD momentum")
+    group.add_argument("--schedule", choices=SCHEDULES, default="linear",
+                       help="linear: the papers' (lr for half the epochs, down to 1%% at 90%%); cosine: per-epoch "
+                            "cosine decay after --warmup_epochs, as learning-subspaces and loss-surface-simplexes")
+    group.add_argument("--warmup_epochs", type=cli.int_at_least(0), default=0,
+                       help="with --schedule cosine: linear warm-up epochs (learning-subspaces: 5)")
     group.add_argument("--save_freq", type=cli.positive_int, default=50, help="keep a checkpoint every N epochs")
     group.add_argument("--resume", default=None, metavar="CKPT",
                        help="continue the run of this checkpoint (or run folder), with its settings")
@@ -67,6 +82,8 @@ def main(argv=None) -> None:
     elif args.model is None:
         raise UserError("--model is required (or --resume a checkpoint)")
     cli.resolve_split(args, False, {resume_path: resume} if resume else None)  # the original's: hold out 5000
+    if args.schedule == "cosine" and args.warmup_epochs >= args.epochs:
+        raise UserError(f"--warmup_epochs={args.warmup_epochs} leaves no epoch of the --epochs={args.epochs} to decay")
     procs = runtime.start_processes(args)
     run = runtime.Run(args, procs, script="train", resume_from=resume_path, may_differ=given)
     if run.state == "finished":
@@ -93,7 +110,7 @@ def main(argv=None) -> None:
     train = test = None
     for epoch in range(start_epoch, args.epochs):
         started = time.time()
-        lr = utils.learning_rate_schedule(args.lr, epoch + 1, args.epochs)  # the original counts from 1
+        lr = learning_rate(args, epoch)
         train = cli.train_epoch(run, forward, loaders["train"], optimizer, epoch, resume=ckpt, lr=lr, amp=amp,
                                 scaler=scaler)
         test = utils.evaluate(forward, loaders["test"], amp=amp)
@@ -109,7 +126,7 @@ def main(argv=None) -> None:
         test = utils.evaluate(forward, loaders["test"], amp=amp)
         train = utils.evaluate(forward, loaders["train_eval"], amp=amp)
     run.finish({"epoch": args.epochs, "train_loss": train["loss"], "train_acc": train["accuracy"],
-                "test_nll": test["nll"], "test_acc": test["accuracy"]})
+                "test_nll": test["nll"], "test_acc": test["accuracy"], "test_ece": test["ece"]})
 
 
 if __name__ == "__main__":

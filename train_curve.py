@@ -44,7 +44,7 @@ num_bends_type = cli.int_at_least(2, "bends")
 def build_parser() -> cli.ArgumentParser:
     parser = cli.ArgumentParser(description="Fit a curve between two networks (mode connectivity).")
     cli.add_run_arguments(parser, default_dir="runs/train_curve")
-    cli.add_data_arguments(parser, from_checkpoint=True)
+    cli.add_data_arguments(parser, from_checkpoint=True, label_noise=True)
     cli.add_model_argument(parser, required=False)
     group = parser.add_argument_group("Curve")
     group.add_argument("--curve", choices=sorted(curves.CURVES), default=None,
@@ -77,7 +77,7 @@ def resolve_arguments(args, parser, argv) -> tuple[dict, set, str | None]:
         path = runtime.resolve_checkpoint_path(args.resume, runtime.continues_in_place(args, parser, argv))
         ckpt = utils.load_checkpoint(path, kind="curve")
         given = cli.settings_from_checkpoint(args, parser, argv, ckpt, path,
-                                             ("model", "dataset", "transform", "curve", "num_bends"))
+                                             cli.FROM_CHECKPOINT + ("curve", "num_bends"))
         for flag in ("fix_start", "fix_end"):
             if getattr(args, flag) != ckpt[flag]:
                 raise UserError(f"--{flag} contradicts {path}, whose curve has a "
@@ -94,7 +94,7 @@ def resolve_arguments(args, parser, argv) -> tuple[dict, set, str | None]:
             path = runtime.resolve_checkpoint_path(path)  # a run folder: its latest checkpoint
             setattr(args, f"init_{which}", path)
             ckpt = utils.load_checkpoint(path, kind="model", model=args.model)
-            cli.resolve_from_checkpoint(args, ckpt, path)  # model, dataset, transform
+            cli.resolve_from_checkpoint(args, ckpt, path)  # model, dataset, transform, label noise
             found[which] = ckpt
     if "start" in found and "end" in found and found["start"]["num_classes"] != found["end"]["num_classes"]:
         raise UserError(f"the endpoints have {found['start']['num_classes']} and {found['end']['num_classes']} "
@@ -144,15 +144,22 @@ def build_curve(args, dataset, device, endpoints: dict) -> curves.CurveModel:
     return curve
 
 
-def evaluate_at(curve: curves.CurveModel, t: float, loader, bn_loader, amp: bool, draw: int = 0) -> dict:
-    """Loss, NLL and accuracy of the curve at t on ``loader``, BatchNorm statistics recomputed at t
-    first on ``bn_loader`` (its augmentation draws number ``draw``)."""
+def point_predictions(curve: curves.SubspaceModel, t, loader, bn_loader, amp: bool, draw: int = 0):
+    """NLL, accuracy and ECE of the curve (or subspace) at a point ``t`` on ``loader``, with the
+    probabilities and labels behind them; BatchNorm statistics recomputed at t first on
+    ``bn_loader`` (its augmentation draws number ``draw``)."""
     forward = curve.at(t)
     if utils.has_batchnorm(curve):
         bn_loader.set_epoch(draw)
         utils.update_bn(curve, bn_loader, forward=forward, amp=amp)
     curve.eval()  # evaluate() puts only nn.Modules in eval mode, and a lambda is not one
-    return utils.evaluate(forward, loader, amp=amp)
+    return utils.evaluate_with_predictions(forward, loader, amp=amp)
+
+
+def evaluate_at(curve: curves.SubspaceModel, t, loader, bn_loader, amp: bool, draw: int = 0) -> dict:
+    """``point_predictions``' figures alone (and ``loss``, the NLL)."""
+    metrics = point_predictions(curve, t, loader, bn_loader, amp, draw)[0]
+    return {"loss": metrics["nll"], **metrics}
 
 
 def main(argv=None) -> None:

@@ -58,6 +58,19 @@ def learning_rate_schedule(base_lr: float, epoch: int, epochs: int) -> float:
     return base_lr * factor
 
 
+def cosine_learning_rate(base_lr: float, epoch: int, epochs: int, warmup: int = 0) -> float:
+    """Cosine decay per epoch (``epoch`` from 0), after ``warmup`` epochs of linear warm-up.
+
+    Learning-subspaces' ``cosine_lr`` (schedulers.py): base_lr * (epoch + 1) / warmup during the
+    warm-up, then 0.5 * (1 + cos(pi * (epoch - warmup) / (epochs - warmup))) * base_lr, set once
+    at the start of each epoch. Without warm-up it is torch's CosineAnnealingLR(T_max=epochs)
+    stepped once an epoch, as loss-surface-simplexes trains its networks and each new vertex.
+    """
+    if epoch < warmup:
+        return base_lr * (epoch + 1) / warmup
+    return 0.5 * (1.0 + math.cos(math.pi * (epoch - warmup) / (epochs - warmup))) * base_lr
+
+
 def set_learning_rate(optimizer: torch.optim.Optimizer, lr: float) -> None:
     for group in optimizer.param_groups:
         group["lr"] = lr
@@ -79,15 +92,23 @@ def train_epoch(model: Callable, loader: Iterable, optimizer: torch.optim.Optimi
                 regularizer: Callable[[], torch.Tensor] | None = None,
                 amp: bool | torch.dtype | None = False, scaler=None, start_step: int = 0,
                 partial: list[float] | None = None, should_stop: Callable[[], bool] | None = None,
-                progress: Callable[[Iterable], Iterable] | None = None) -> dict:
+                progress: Callable[[Iterable], Iterable] | None = None, samples: int = 1) -> dict:
     """One pass over ``loader`` (a ``data.Loader``, or any iterable of ``(x, y)`` batches).
 
     ``lr_fn(fraction)``, if given, sets the learning rate before each step from the
     fraction of the epoch done (0 at the first batch), for per-iteration schedules
-    such as FGE's. ``regularizer()``, if given, is added to the loss after each
-    forward pass (a curve's L2 term at the t that forward sampled). ``scaler``: a
-    ``torch.amp.GradScaler`` for float16. Returns the mean ``loss`` (with the
+    such as FGE's. ``regularizer()``, if given, is added to the loss once per step,
+    after the forward pass (a curve's L2 term at the t that forward sampled). ``scaler``:
+    a ``torch.amp.GradScaler`` for float16. Returns the mean ``loss`` (with the
     regulariser), ``nll`` and ``accuracy`` (percent) over all processes' images.
+
+    ``samples`` k > 1 (SPRO's points per step): the batch goes through ``model`` k times
+    (a subspace draws a new point at each call) and the loss is the mean of the k NLLs,
+    with a backward after each forward, so that only one graph is held at a time; the
+    regulariser joins the last one (a term of the point, such as a curve's L2, is then
+    that of the last point: as unbiased an estimate of its mean over points as the mean
+    of k). Under DistributedDataParallel the gradients are exchanged once, at the last
+    backward. The figures are means over the k passes.
 
     Data parallelism: each process gets its share of every global batch of N images.
     DistributedDataParallel averages the processes' gradients, so each process's loss is
@@ -115,23 +136,27 @@ def train_epoch(model: Callable, loader: Iterable, optimizer: torch.optim.Optimi
         if lr_fn is not None:
             set_learning_rate(optimizer, lr_fn(i / num_batches))
         global_n = loader.global_batch_size(i) if hasattr(loader, "global_batch_size") else len(y)
-        with autocast(x.device, amp):
-            logits = model(x)
-        nll_sum = F.cross_entropy(logits.float(), y, reduction="sum")
-        reg = regularizer() if regularizer is not None else None
-        loss = nll_sum * (world / global_n) + (reg if reg is not None else 0.0)
         optimizer.zero_grad(set_to_none=True)
+        nll = correct = 0.0
+        for k in range(samples):
+            last = k == samples - 1
+            with _gradient_sync(model, last):
+                with autocast(x.device, amp):
+                    logits = model(x)
+                nll_sum = F.cross_entropy(logits.float(), y, reduction="sum")
+                reg = regularizer() if regularizer is not None and last else None
+                loss = nll_sum * (world / global_n / samples) + (reg if reg is not None else 0.0)
+                (scaler.scale(loss) if scaler is not None else loss).backward()
+            with torch.no_grad():
+                nll = nll + nll_sum.detach().double() / samples
+                correct = correct + (logits.argmax(1) == y).sum().double() / samples
         if scaler is not None:
-            scaler.scale(loss).backward()
             scaler.step(optimizer)
             scaler.update()
         else:
-            loss.backward()
             optimizer.step()
         with torch.no_grad():
-            nll = nll_sum.detach().double()
             with_reg = nll + reg.detach().double() * len(y) if reg is not None else nll
-            correct = (logits.argmax(1) == y).sum().double()
             sums += torch.stack([with_reg, nll, correct, torch.full_like(nll, len(y))])
         if should_stop is not None and i + 1 < num_batches and should_stop():
             raise Interrupted(i + 1, _reduced(sums, world).tolist())
@@ -141,6 +166,13 @@ def train_epoch(model: Callable, loader: Iterable, optimizer: torch.optim.Optimi
     if not math.isfinite(loss_total):
         raise DivergedError(f"the training loss became {loss_total}")
     return {"loss": loss_total / seen, "nll": nll_total / seen, "accuracy": 100.0 * correct / seen}
+
+
+def _gradient_sync(model, last: bool):
+    """DistributedDataParallel's ``no_sync`` for all but the last backward of a step (a no-op elsewhere)."""
+    if last or not hasattr(model, "no_sync"):
+        return contextlib.nullcontext()
+    return model.no_sync()
 
 
 def _reduced(sums: torch.Tensor, world: int) -> torch.Tensor:
@@ -367,7 +399,9 @@ def model_checkpoint(model_name: str, model: nn.Module, *, num_classes: int, mod
         "num_classes": num_classes, "dataset": dataset, "transform": transform, "epoch": epoch,
         "model_state": model.state_dict(),
         "optimizer_state": optimizer.state_dict() if optimizer is not None else None,
-        "use_test": (args or {}).get("use_test"), "args": dict(args or {}), "rng_state": rng_state(), **extra,
+        "use_test": (args or {}).get("use_test"), "label_noise": (args or {}).get("label_noise"),
+        "label_noise_seed": (args or {}).get("label_noise_seed"), "args": dict(args or {}), "rng_state": rng_state(),
+        **extra,
     }
 
 

@@ -112,6 +112,7 @@ class SubspaceModel(nn.Module):
         # gradient then costs no buffers of its own (regularizer(beta=...) turns it on).
         self.fuse_cosine = False
         self.last_coefficients, self.last_pair = None, None  # the last point and cosine pair drawn
+        self._volume_cache = {}  # the frozen vertices' edges for volume_sq (regularizers._EdgeGram)
 
     # ------------------------------------------------------------------ vertices
     @property
@@ -306,7 +307,7 @@ class SubspaceModel(nn.Module):
 
     def volume_sq(self) -> torch.Tensor:
         """V^2 of the simplex of all vertices, every parameter counted (SPRO), from Cayley-Menger."""
-        return regularizers.volume_sq([v.tensors() for v in self.vertices])
+        return regularizers.volume_sq([v.tensors() for v in self.vertices], self._volume_cache)
 
     def log_volume(self, eps: float = regularizers.VOLUME_EPS) -> torch.Tensor:
         """log(V^2 + eps): SPRO subtracts lambda times this from the loss."""

@@ -14,6 +14,7 @@ vertex is ever copied into one flat vector unless the computation needs it.
 from __future__ import annotations
 
 import math
+import weakref
 
 import torch
 
@@ -62,71 +63,101 @@ def _unflat(flat: torch.Tensor, shape, channels_last: bool) -> torch.Tensor:
 class _EdgeGram(torch.autograd.Function):
     """G_ij = <e_i, e_j> for the edges e_k = w_k - w_0 (k = 1 .. n-1), all parameters concatenated.
 
-    The edges go into one (n-1, P) buffer, and one matrix product gives every pair;
-    the backward is one product too: dL/de_k = sum_j (H_kj + H_jk) e_j with H = dL/dG,
-    dL/dw_k = dL/de_k and dL/dw_0 = -sum_k dL/de_k. Autograd through flattening and
-    stacking would copy every vertex several times each step (ten times slower on
-    SPRO's VGG16 simplexes), and the gradients here are views of one buffer.
+    The edges go into (k, P) buffers, and matrix products give every pair; the backward
+    is products too: dL/de_k = sum_j (H_kj + H_jk) e_j with H = dL/dG, dL/dw_k = dL/de_k
+    and dL/dw_0 = -sum_k dL/de_k. Autograd through flattening and stacking would copy
+    every vertex several times each step (ten times slower on SPRO's VGG16 simplexes),
+    and the gradients here are views of one buffer.
+
+    ``cache`` (a dict the caller keeps from call to call): while w_0 needs no gradient, the
+    edges of the vertices that need none either, and their block of G, are kept there and
+    reused as long as those vertices are the same tensors at the same version. SPRO freezes
+    every vertex but the newest, so each step builds one edge instead of n - 1.
     """
 
     @staticmethod
-    def forward(ctx, n, num_params, *tensors):
+    def forward(ctx, n, num_params, cache, *tensors):
         vertices = [tensors[k * num_params:(k + 1) * num_params] for k in range(n)]
         first = vertices[0]
         # _flat's memory order where every vertex has the same layout, else the logical order
         same = [all(v[s].stride() == t.stride() for v in vertices) for s, t in enumerate(first)]
-
-        def flat(v):
-            return [_flat(t) if ok else t.reshape(-1) for t, ok in zip(v, same)]
-
         sizes = [t.numel() for t in first]
-        edges = first[0].new_empty(n - 1, sum(sizes))
-        for k in range(1, n):
-            torch.cat(flat(vertices[k]), out=edges[k - 1])
-        for part, w0 in zip(edges.split(sizes, dim=1), flat(first)):
-            part.sub_(w0)
-        ctx.save_for_backward(edges)
-        ctx.n, ctx.num_params, ctx.sizes = n, num_params, sizes
+
+        def edges_of(ks):
+            edges = first[0].new_empty(len(ks), sum(sizes))
+            for row, k in zip(edges, ks):
+                torch.cat([_flat(t) if ok else t.reshape(-1) for t, ok in zip(vertices[k], same)], out=row)
+            for part, w0, ok in zip(edges.split(sizes, dim=1), first, same):
+                part.sub_(_flat(w0) if ok else w0.reshape(-1))
+            return edges
+
+        need = [any(ctx.needs_input_grad[3 + k * num_params:3 + (k + 1) * num_params]) for k in range(n)]
+        kept = [k for k in range(1, n) if not need[k]] if cache is not None and not need[0] else []
+        live = [k for k in range(1, n) if k not in kept]
+        if kept:
+            key = [(t, t._version) for k in [0] + kept for t in vertices[k]]
+            if not _same_tensors(cache.get("key"), key):
+                edges = edges_of(kept)
+                cache.update(key=[(weakref.ref(t), version) for t, version in key], edges=edges, gram=edges @ edges.T)
+            fixed, gram = cache["edges"], cache["gram"]
+        else:
+            fixed, gram = first[0].new_empty(0, sum(sizes)), first[0].new_empty(0, 0)
+        moving = edges_of(live)
+        cross = fixed @ moving.T
+        blocks = torch.cat([torch.cat([gram, cross], 1), torch.cat([cross.T, moving @ moving.T], 1)])
+        order = torch.tensor([(kept + live).index(k) for k in range(1, n)], device=blocks.device)
+        ctx.save_for_backward(fixed, moving)
+        ctx.n, ctx.num_params, ctx.sizes, ctx.kept, ctx.live = n, num_params, sizes, kept, live
         ctx.layouts = [(t.shape, ok and _channels_last(t)) for t, ok in zip(first, same)]
-        return edges @ edges.T
+        return blocks[order][:, order]  # edges in vertex order
 
     @staticmethod
     def backward(ctx, grad_gram):
-        edges, = ctx.saved_tensors
+        fixed, moving = ctx.saved_tensors
         n, num_params = ctx.n, ctx.num_params
-        need = ctx.needs_input_grad[2:]
+        need = ctx.needs_input_grad[3:]
         free = [k for k in range(n) if any(need[k * num_params:(k + 1) * num_params])]
         grads = [None] * (n * num_params)
         if not free:
-            return (None, None, *grads)
+            return (None, None, None, *grads)
         h = grad_gram + grad_gram.T
-        scales = torch.stack([h[k - 1] if k else -h.sum(0) for k in free])  # (free, n-1)
-        for k, row in zip(free, scales @ edges):
+        scales = torch.stack([h[k - 1] if k else -h.sum(0) for k in free])  # (free, n-1), edges in vertex order
+        rows = scales[:, [k - 1 for k in ctx.live]] @ moving
+        if ctx.kept:
+            rows += scales[:, [k - 1 for k in ctx.kept]] @ fixed
+        for k, row in zip(free, rows):
             for s, (part, (shape, channels_last)) in enumerate(zip(row.split(ctx.sizes), ctx.layouts)):
                 grads[k * num_params + s] = _unflat(part, shape, channels_last)
-        return (None, None, *grads)
+        return (None, None, None, *grads)
 
 
-def squared_distances(vertices: list[list[torch.Tensor]]) -> torch.Tensor:
+def _same_tensors(stored, key) -> bool:
+    """Whether ``stored`` (weak references and versions) names the tensors of ``key``, unchanged."""
+    return stored is not None and len(stored) == len(key) and all(
+        ref() is t and version == v for (ref, version), (t, v) in zip(stored, key))
+
+
+def squared_distances(vertices: list[list[torch.Tensor]], cache: dict | None = None) -> torch.Tensor:
     """|w_i - w_j|^2 (n, n), float64, differentiable in every vertex that requires grad.
 
     From the Gram matrix G of the edges e_k = w_k - w_0 (k >= 1):
     |w_i - w_j|^2 = G_ii + G_jj - 2 G_ij. Edges first, because the networks' weights
     are far larger than their distances: |w_i|^2 + |w_j|^2 - 2 <w_i, w_j> would lose
     the distances to cancellation in float32 (as SPRO's gpytorch covar_dist can).
+    ``cache``: a dict kept by the caller, for the frozen vertices' edges (see _EdgeGram).
     """
     n = len(vertices)
     if n == 1:
         return torch.zeros(1, 1, dtype=torch.float64, device=vertices[0][0].device)
-    gram = _EdgeGram.apply(n, len(vertices[0]), *[t for v in vertices for t in v]).double()
+    gram = _EdgeGram.apply(n, len(vertices[0]), cache, *[t for v in vertices for t in v]).double()
     gram = torch.nn.functional.pad(gram, (1, 0, 1, 0))  # e_0 = 0
     diag = gram.diagonal()
     return diag[:, None] + diag[None, :] - 2 * gram
 
 
-def volume_sq(vertices: list[list[torch.Tensor]]) -> torch.Tensor:
+def volume_sq(vertices: list[list[torch.Tensor]], cache: dict | None = None) -> torch.Tensor:
     """V^2 of the simplex whose vertices are given as lists of tensors (all parameters, as SPRO)."""
-    return cayley_menger_volume_sq(squared_distances(vertices))
+    return cayley_menger_volume_sq(squared_distances(vertices, cache))
 
 
 def spro_lambda(lmbd: float, reference_volume_sq: float, eps: float = VOLUME_EPS) -> float:

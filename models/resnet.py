@@ -12,7 +12,8 @@ convolutions and the classifier.
 Learning-subspaces' cResNet20 (models/cifar_resnet.py, from open_lth) differs:
 its shortcuts are a 1x1 stride-2 convolution and a BatchNorm (option B, 0.27M + 3k
 parameters), its classifier a bias-free 1x1 convolution, its convolutions
-Kaiming-normal fan-in as here. ``shortcut="B"`` gives its projection shortcuts.
+Kaiming-normal fan-in as here. ``shortcut="B"`` gives its projection shortcuts: ``cResNet20``
+(our classifier keeps its bias, 10 or 100 parameters more).
 """
 import torch.nn as nn
 import torch.nn.functional as F
@@ -102,3 +103,9 @@ def ResNet56(num_classes, in_channels=3, image_size=32, shortcut="A"):
 @register
 def ResNet110(num_classes, in_channels=3, image_size=32, shortcut="A"):
     return ResNet(num_classes, 110, in_channels, image_size, shortcut)
+
+
+@register
+def cResNet20(num_classes, in_channels=3, image_size=32):
+    """Learning-subspaces' cResNet20 (open_lth's cifar_resnet_20): ResNet20 with projection shortcuts."""
+    return ResNet(num_classes, 20, in_channels, image_size, shortcut="B")

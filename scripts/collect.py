@@ -5,14 +5,18 @@ with the published numbers in a "paper" column beside ours; a missing run shows 
     python scripts/collect.py runs/tables --table swa --out runs/tables/swa.md
 
 The folders are those the scripts write: OUT_DIR/curves/<dataset>/<model>/eval-{segment,Bezier,
-PolyChain}, OUT_DIR/fge/CIFAR100/<model>/{endpoint-1,fge-run1,ind-2B,fge-3B,sse-1B,...} and
-OUT_DIR/swa/<dataset>/<model>/{sgd,swa-1B,swa-1.25B,swa-1.5B}.
+PolyChain}, OUT_DIR/fge/CIFAR100/<model>/{endpoint-1,fge-run1,ind-2B,fge-3B,sse-1B,...},
+OUT_DIR/swa/<dataset>/<model>/{sgd,swa-1B,swa-1.25B,swa-1.5B},
+OUT_DIR/subspaces/CIFAR10/cResNet20/{standard-0,ind-2,swa-0,line-0,simplex3-layerwise-1,...} and
+OUT_DIR/simplexes/<dataset>/VGG16/{base-1,ind-2,fge-run1,fge-3,espro}. Where a method has runs of
+several seeds, a cell shows their mean.
 """
 from __future__ import annotations
 
 import argparse
 import json
 import os
+import statistics
 import sys
 
 from tabulate import tabulate
@@ -20,6 +24,9 @@ from tabulate import tabulate
 MODELS = ("VGG16", "PreResNet164", "WideResNet28x10")
 DATASETS = ("CIFAR10", "CIFAR100")
 MISSING = "—"
+# A published number that we could not confirm from a text available to us (both 2021 papers show
+# these results in figures): never a guess in its place.
+UNCONFIRMED = "unconfirmed"
 
 # The published numbers, as printed (strings keep the papers' digits and their ± std).
 # Transcribed from the original repositories' READMEs, which tabulate the papers' results:
@@ -84,8 +91,9 @@ def fail(message: str) -> None:
     sys.exit(2)
 
 
-def field(folder: str, run: str, key: str):
-    """``key`` of the run's summary.json, or None when the run is missing (not finished)."""
+def field(folder: str, run: str, key: str, optional: bool = False):
+    """``key`` of the run's summary.json, or None when the run is missing (not finished), or when
+    it lacks an ``optional`` key (ECEs: summaries written before they were added have none)."""
     path = os.path.join(folder, run, "summary.json")
     if not os.path.isfile(path):
         return None
@@ -95,6 +103,8 @@ def field(folder: str, run: str, key: str):
     except (OSError, ValueError) as exc:
         fail(f"cannot read {path}: {exc}")
     if key not in result:
+        if optional:
+            return None
         fail(f"{path} has no {key!r} (a run of another script in this folder?)")
     return result[key]
 
@@ -160,6 +170,55 @@ def swa_table(out_dir: str, dataset: str) -> str:
     return tabulate(rows, header, tablefmt="github", disable_numparse=True)
 
 
+def mean_field(folder: str, runs: list[str], key: str, pick=None, optional: bool = False):
+    """The mean of ``key`` over the runs found (None if none is): seeds of one method."""
+    values = [field(folder, run, key, optional) for run in runs]
+    values = [pick(v) if pick else v for v in values if v is not None]
+    return statistics.fmean(values) if values else None
+
+
+SEEDS = ("0", "1")
+SUBSPACES = [("line", "line"), ("line, layerwise", "line-layerwise"), ("curve (3 bends)", "curve")] + [
+    (f"simplex, {n} vertices" + (", layerwise" if lw else ""), f"simplex{n}" + ("-layerwise" if lw else ""))
+    for lw in (False, True) for n in (3, 4, 5, 6)]
+
+
+def subspaces_table(out_dir: str) -> str:
+    """Wortsman et al.: the midpoint's accuracy and ECE, the endpoints' and their ensemble's accuracy."""
+    folder = os.path.join(out_dir, "subspaces", "CIFAR10", "cResNet20")
+    standard = ["standard-0", "standard-1", "standard-2"]
+    rows = [["standard training", number(mean_field(folder, standard, "test_acc")), UNCONFIRMED,
+             number(mean_field(folder, standard, "test_ece", optional=True), 4), MISSING,
+             number(field(folder, "ind-2", "ens_acc")), UNCONFIRMED],
+            ["SWA", number(mean_field(folder, [f"swa-{s}" for s in SEEDS], "swa_test_acc")), UNCONFIRMED,
+             number(mean_field(folder, [f"swa-{s}" for s in SEEDS], "swa_test_ece", optional=True), 4), MISSING,
+             MISSING, MISSING]]
+    for name, run in SUBSPACES:
+        runs = [f"{run}-{s}" for s in SEEDS]
+        rows.append([name, number(mean_field(folder, runs, "midpoint_acc")), UNCONFIRMED,
+                     number(mean_field(folder, runs, "midpoint_ece"), 4),
+                     number(mean_field(folder, runs, "endpoint_acc", statistics.fmean)),
+                     number(mean_field(folder, runs, "endpoint_ensemble_acc")), UNCONFIRMED])
+    header = ["method", "midpoint acc % (a network's)", "paper", "midpoint ECE", "endpoints' acc %",
+              "endpoints' ensemble acc % (Ind of 2)", "paper"]
+    return tabulate(rows, header, tablefmt="github", disable_numparse=True)
+
+
+def simplexes_table(out_dir: str, dataset: str) -> str:
+    """Benton et al.: test accuracy of Ind, FGE and ESPRO with 1, 2 and 3 components."""
+    folder = os.path.join(out_dir, "simplexes", dataset, "VGG16")
+    espro = field(folder, "espro", "ensemble_acc_by_simplexes") or [None] * 3
+    cells = {"Ind": [field(folder, "base-1", "test_acc"), field(folder, "ind-2", "ens_acc"),
+                     field(folder, "ind-3", "ens_acc")],
+             "FGE": [field(folder, "fge-run1", "ens_acc"), field(folder, "fge-2", "ens_acc"),
+                     field(folder, "fge-3", "ens_acc")],
+             "ESPRO": (list(espro) + [None] * 3)[:3]}
+    rows = [["VGG16", method] + pairs([number(v) for v in values], (UNCONFIRMED,) * 3)
+            for method, values in cells.items()]
+    header = ["DNN", "method", "1 component", "paper", "2 components", "paper", "3 components", "paper"]
+    return tabulate(rows, header, tablefmt="github", disable_numparse=True)
+
+
 def report(out_dir: str, table: str) -> str:
     """The markdown document: one section per table (and dataset)."""
     sections = []
@@ -174,6 +233,14 @@ def report(out_dir: str, table: str) -> str:
         for dataset in reversed(DATASETS):
             sections.append((f"SWA and SGD, {dataset}: test accuracy % (Izmailov et al. 2018, Table 1)",
                              swa_table(out_dir, dataset)))
+    if table in ("subspaces", "all"):
+        sections.append(("Subspaces, CIFAR10: cResNet20 lines, curves and simplexes learned from scratch, test "
+                         "accuracy % and ECE (Wortsman et al. 2021, Figures 4 and 5; mean of the seeds)",
+                         subspaces_table(out_dir)))
+    if table in ("simplexes", "all"):
+        for dataset in reversed(DATASETS):
+            sections.append((f"Simplexes, {dataset}: ESPRO against Ind and FGE at equal components, test accuracy % "
+                             "(Benton et al. 2021)", simplexes_table(out_dir, dataset)))
     return "\n\n".join(f"## {title}\n\n{text}" for title, text in sections) + "\n"
 
 
@@ -181,7 +248,8 @@ def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     parser.add_argument("out_dir", metavar="OUT_DIR", help="the table scripts' output folder")
-    parser.add_argument("--table", choices=("curves", "fge", "swa", "all"), default="all", help="which table")
+    parser.add_argument("--table", choices=("curves", "fge", "swa", "subspaces", "simplexes", "all"), default="all",
+                        help="which table")
     parser.add_argument("--out", metavar="FILE.md", help="also write the tables to this file")
     parser.error = fail  # a mistake is one error: line and exit status 2, as in the other scripts
     args = parser.parse_args(argv)

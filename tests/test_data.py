@@ -114,3 +114,53 @@ def test_make_loaders_evaluation_is_plain():
     assert x.shape == (100, 1, 8, 8) and torch.equal(y, dataset.train.labels[:100])
     assert len(loaders["train"]) == int(np.ceil(1437 / 64))
     assert sum(len(y) for _, y in loaders["test"]) == 360
+
+
+# --------------------------------------------------------------------------- label noise
+
+def _noised_independently(labels: np.ndarray, fraction: float, classes: int, seed: int) -> np.ndarray:
+    """learning-subspaces' data/cifar.py, written out: a permutation, then n random labels, and
+    ``targets[perm[k]] = labels[k]`` for k < int(n * fraction), one image at a time."""
+    rng = np.random.RandomState(seed)  # what np.random.seed(seed) seeds, without touching the global state
+    perm, random_labels = rng.permutation(len(labels)), rng.randint(classes, size=(len(labels),))
+    out = labels.copy()
+    for k in range(int(len(labels) * fraction)):
+        out[perm[k]] = random_labels[k]
+    return out
+
+
+@pytest.mark.parametrize("fraction,seed", [(0.2, 0), (0.4, 3), (0.0, 0), (1.0, 1)])
+def test_label_noise_is_learning_subspaces_rule(fraction, seed):
+    clean = data.load_dataset("DIGITS", use_test=True)
+    noisy = data.load_dataset("DIGITS", use_test=True, label_noise=fraction, noise_seed=seed)
+    expected = _noised_independently(clean.train.labels.numpy(), fraction, 10, seed)
+    assert np.array_equal(noisy.train.labels.numpy(), expected)
+    assert torch.equal(noisy.train.images, clean.train.images)
+    assert torch.equal(noisy.test.labels, clean.test.labels)  # evaluation labels are never touched
+    # int(n * fraction) images get a random label; about a tenth of those draw their own label again
+    changed = int((noisy.train.labels != clean.train.labels).sum())
+    drawn = int(len(clean.train) * fraction)
+    assert changed <= drawn and (drawn == 0 or changed >= 0.8 * drawn)
+
+
+def test_label_noise_seed_0_is_learning_subspaces_saved_draw():
+    """Its cifar.npy and cifar_labels.npy (50000 entries, shared by all its runs) begin so."""
+    rng = np.random.RandomState(0)
+    assert rng.permutation(50000)[:10].tolist() == [11841, 19602, 45519, 25747, 42642, 31902, 30346, 12363, 32490,
+                                                    26128]
+    assert rng.randint(10, size=(50000,))[:10].tolist() == [6, 7, 2, 1, 8, 6, 8, 5, 3, 8]
+    labels = torch.zeros(50000, dtype=torch.long)
+    noisy = data.noisy_labels(labels, 0.2, 10, seed=0)
+    assert noisy[11841] == 6 and noisy[19602] == 7 and noisy[26128] == 8  # the first ten drawn images
+
+
+def test_label_noise_spares_the_validation_split_and_is_deterministic():
+    held_out = data.load_dataset("DIGITS", use_test=False)
+    a = data.load_dataset("DIGITS", use_test=False, label_noise=0.4, noise_seed=2)
+    b = data.load_dataset("DIGITS", use_test=False, label_noise=0.4, noise_seed=2)
+    c = data.load_dataset("DIGITS", use_test=False, label_noise=0.4, noise_seed=3)
+    assert torch.equal(a.test.labels, held_out.test.labels)  # the last 360 training images: never noised
+    assert torch.equal(a.train.labels, b.train.labels) and not torch.equal(a.train.labels, c.train.labels)
+    assert int((a.train.labels != held_out.train.labels).sum()) > 0
+    with pytest.raises(UserError):
+        data.noisy_labels(held_out.train.labels, 1.5, 10)

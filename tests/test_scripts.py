@@ -17,8 +17,10 @@ import pytest
 
 from conftest import ROOT
 
-TABLE_SCRIPTS = {"curves_table.sh": 42, "fge_table.sh": 39, "swa_table.sh": 24}  # -> commands printed
-TARGETS = ("train.py", "train_curve.py", "eval_curve.py", "fge.py", "swa.py", "eval_ensemble.py")
+TABLE_SCRIPTS = {"curves_table.sh": 42, "fge_table.sh": 39, "swa_table.sh": 24,  # -> commands printed
+                 "subspaces_table.sh": 28, "simplexes_table.sh": 22}
+TARGETS = ("train.py", "train_curve.py", "eval_curve.py", "fge.py", "swa.py", "eval_ensemble.py",
+           "train_subspace.py", "simplex.py")
 PATH_FLAGS = ("ckpt", "init_start", "init_end", "resume")
 
 
@@ -188,6 +190,31 @@ def test_the_published_settings():
     assert len([c for c in swa if "swa" not in c.options]) == 6  # the SGD baselines
 
 
+def test_the_subspace_papers_settings():
+    subspaces, simplexes = dry_run("subspaces_table.sh"), dry_run("simplexes_table.sh")
+    # learning-subspaces' CIFAR-10 configs: cResNet20, 160 epochs, lr 0.1, 5 warm-up epochs, wd 1e-4, beta 1
+    learned = find(subspaces, "train_subspace.py", model="cResNet20", epochs=160, lr=0.1, warmup_epochs=5,
+                   wd="1e-4", beta=1, transform="VGG", dataset="CIFAR10")
+    assert len(learned) == 22 and {c.get("seed") for c in learned} == {"0", "1"}
+    assert len([c for c in learned if c.get("layerwise")]) == 10
+    assert sorted(int(c.get("num_vertices")) for c in learned if c.get("shape") == "simplex") == \
+        sorted([3, 4, 5, 6] * 4)
+    assert len(find(subspaces, "train.py", model="cResNet20", schedule="cosine", warmup_epochs=5, epochs=160,
+                    lr=0.1, wd="1e-4")) == 3
+    assert len(find(subspaces, "swa.py", model="cResNet20", epochs=160, swa_start=121, swa_lr=0.05)) == 2
+    # loss-surface-simplexes: 300-epoch cosine VGG16s; 4 vertices, 10 (CIFAR-10) or 20 (CIFAR-100) epochs each,
+    # the original's summed loss of 5 points at lr 0.01, wd 5e-4, lambda 1e-6 as the mean at 5x, /5, /5
+    assert len(find(simplexes, "train.py", model="VGG16", epochs=300, lr=0.05, wd="5e-4", schedule="cosine")) == 6
+    for dataset, epochs in (("CIFAR10", 10), ("CIFAR100", 20)):
+        [espro] = find(simplexes, "simplex.py", dataset=dataset, num_vertices=4, epochs_per_vertex=epochs, lr=0.05,
+                       wd="1e-4", volume_reg="2e-7", num_samples=5)
+        assert len(espro.options["ckpt"]) == 3
+        fge_runs = find(simplexes, "fge.py", dataset=dataset, epochs=3 * epochs * 5, cycle=2)
+        assert len(fge_runs) == 3
+    assert [len(c.options["ckpt"]) for c in find(simplexes, "eval_ensemble.py") if "CIFAR10/" in c.get("dir")] == \
+        [2, 75 * 2, 3, 75 * 3]  # ind-2, fge-2, ind-3, fge-3
+
+
 def test_a_run_prints_and_runs_each_command_once(tmp_path):
     """Without --dry-run the same commands run; a second start skips the runs that finished."""
     log, fake = tmp_path / "log", tmp_path / "fake-python"
@@ -222,7 +249,11 @@ def fake_summary(command: Command) -> dict:
         "fge.py": {"ensemble_size": 20, "ens_acc": 74.44, "ens_nll": 0.9, "model_acc": 72.0},
         "eval_ensemble.py": {"model_acc": [71.0, 72.0], "ens_acc": 75.55, "ens_nll": 0.95},
         "swa.py": {"swa_n": 40 if "swa" in command.options else 0, "sgd_test_acc": 72.22, "sgd_test_nll": 1.2,
-                   "swa_test_acc": 73.33 if "swa" in command.options else None, "swa_test_nll": None},
+                   "swa_test_acc": 73.33 if "swa" in command.options else None, "swa_test_nll": None,
+                   "swa_test_ece": 0.0123},
+        "train_subspace.py": {"midpoint_acc": 92.0 + int(command.get("seed") or 0), "midpoint_ece": 0.01,
+                              "endpoint_acc": [90.0, 91.0], "endpoint_ensemble_acc": 93.5, "midpoint_nll": 0.3},
+        "simplex.py": {"ensemble_acc": 76.0, "ensemble_acc_by_simplexes": [74.0, 75.0, 76.0], "ensemble_nll": 0.9},
     }[command.script]
 
 
@@ -255,8 +286,16 @@ def test_collect_puts_our_numbers_beside_the_papers(tmp_path):
     assert (tmp_path / "tables.md").read_text() == result.stdout
     found = tables(result.stdout)
     assert set(found) == {"Curves, CIFAR100", "Curves, CIFAR10", "FGE, SSE and independent ensembles, CIFAR100",
-                          "SWA and SGD, CIFAR100", "SWA and SGD, CIFAR10"}
-    labels = {"Curves": 2, "FGE": 2, "SWA": 1}
+                          "SWA and SGD, CIFAR100", "SWA and SGD, CIFAR10", "Subspaces, CIFAR10",
+                          "Simplexes, CIFAR100", "Simplexes, CIFAR10"}
+    labels = {"Curves": 2, "FGE": 2, "SWA": 1, "Simplexes": 2}
+    subspaces = found.pop("Subspaces, CIFAR10")
+    assert ["line", "92.50", "unconfirmed", "0.0100", "90.50", "93.50", "unconfirmed"] in subspaces  # seeds 0, 1
+    assert ["standard training", "71.11", "unconfirmed", "—", "—", "75.55", "unconfirmed"] in subspaces
+    assert ["SWA", "73.33", "unconfirmed", "0.0123", "—", "—", "—"] in subspaces
+    assert len(subspaces) == 2 + 3 + 8
+    assert ["VGG16", "ESPRO", "74.00", "unconfirmed", "75.00", "unconfirmed", "76.00", "unconfirmed"] in \
+        found["Simplexes, CIFAR10"]
     for title, rows in found.items():
         first = labels[title.split(",")[0].split(" ")[0]]
         assert all(cell != "—" for row in rows for cell in row[first::2]), title  # every run was found

@@ -412,3 +412,37 @@ def test_a_state_without_the_sampler_still_loads():
     again = CurveModel(mlp(1), "Bezier", 3, seed=2)
     again.load_state_dict(old)
     assert torch.equal(again.bends_matrix(), curve.bends_matrix())
+
+
+def test_volume_reuses_the_frozen_vertices_edges_until_they_change():
+    """SPRO's volume: the frozen vertices' edges are kept between steps (model._volume_cache); the
+    value and the newest vertex's gradient are those of a fresh computation, also after a change."""
+    model = SubspaceModel(mlp(0), "simplex", 3, fixed=[0, 1, 2], seed=0).double()
+    for k in range(1, 3):
+        model.load_vertex(k, mlp(k).double().state_dict())
+    model.add_vertex()
+    with torch.no_grad():
+        for p in model.vertices[3].tensors():
+            p.add_(0.1 * torch.randn_like(p))
+
+    def fresh():
+        vertices = [[t.detach().clone().requires_grad_(k == 3) for t in v.tensors()] for k, v in enumerate(model.vertices)]
+        value = torch.log(curves.volume_sq(vertices))
+        return value, torch.autograd.grad(value, vertices[3])
+
+    for step in range(3):
+        value = model.log_volume(eps=0.0)
+        grads = torch.autograd.grad(value, model.vertices[3].tensors())
+        expected, expected_grads = fresh()
+        assert torch.allclose(value, expected, rtol=1e-10)
+        assert all(torch.allclose(g, e, rtol=1e-8, atol=1e-12) for g, e in zip(grads, expected_grads))
+        assert "edges" in model._volume_cache and len(model._volume_cache["edges"]) == 2  # vertices 1, 2
+        with torch.no_grad():
+            if step == 0:  # the newest vertex moves: the cache stays
+                kept = model._volume_cache["edges"]
+                model.vertices[3].tensors()[0].add_(1.0)
+            else:  # a frozen one changes in place: the cache is rebuilt
+                model.vertices[1].tensors()[0].mul_(1.5)
+        if step == 0:
+            model.log_volume()
+            assert model._volume_cache["edges"] is kept

@@ -16,7 +16,7 @@ def test_train_writes_the_contracted_files(tmp_path):
     assert {"command.sh", "args.json", "metrics.csv", "summary.json", "checkpoint-0.pt",
             "checkpoint-2.pt", "checkpoint-3.pt"} <= set(os.listdir(tmp_path))
     summary = json.loads((tmp_path / "summary.json").read_text())
-    assert set(summary) == {"epoch", "train_loss", "train_acc", "test_nll", "test_acc"}
+    assert set(summary) == {"epoch", "train_loss", "train_acc", "test_nll", "test_acc", "test_ece"}
     assert summary["epoch"] == 3 and summary["test_acc"] > 50
     with open(tmp_path / "metrics.csv") as f:
         assert [row["epoch"] for row in csv.DictReader(f)] == ["1", "2", "3"]
