@@ -14,9 +14,10 @@ $(STAMP): requirements.txt
 	$(PY) -m pip install --quiet -r requirements.txt
 	touch $(STAMP)
 
-# -rs: the reason of each skipped test (e.g. SLURM's daemons cannot be started here)
+# -rs: the reason of each skipped test (e.g. SLURM's daemons cannot be started here);
+# -n auto: a worker per core, each test file on one worker (its module fixtures built once)
 test: setup
-	$(PY) -m pytest -q -rs tests
+	$(PY) -m pytest -q -rs -n auto --dist loadfile tests
 
 # the demo, then the README's figures, captions and pictures from it (docs/demo.json)
 demo: setup

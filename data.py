@@ -31,6 +31,7 @@ train are noised, after the split: evaluation labels, test or validation, never 
 """
 from __future__ import annotations
 
+import importlib.util
 import os
 import pickle
 import shutil
@@ -137,13 +138,28 @@ def noisy_labels(labels: torch.Tensor, fraction: float, num_classes: int, seed: 
     return noisy
 
 
-def _load_digits() -> tuple[ImageSet, ImageSet]:
-    from sklearn.datasets import load_digits
+def _digits_arrays() -> tuple[np.ndarray, np.ndarray]:
+    """scikit-learn's DIGITS: images (1797, 8, 8) of values 0..16 and their labels.
 
-    digits = load_digits()
-    images = np.rint(digits.images * (255.0 / 16.0)).astype(np.uint8)[:, None]  # (1797, 1, 8, 8)
+    Read straight from the CSV that scikit-learn ships (64 pixels and the label a row, what its
+    load_digits reads): importing sklearn.datasets costs more than a demo run's training epoch.
+    """
+    spec = importlib.util.find_spec("sklearn")
+    path = os.path.join(spec.submodule_search_locations[0], "datasets", "data", "digits.csv.gz") if spec else ""
+    if not os.path.isfile(path):  # an unusual installation: let scikit-learn find it (or say it is missing)
+        from sklearn.datasets import load_digits
+
+        digits = load_digits()
+        return digits.images, digits.target
+    rows = np.loadtxt(path, delimiter=",", dtype=np.int64)
+    return rows[:, :-1].reshape(-1, 8, 8), rows[:, -1]
+
+
+def _load_digits() -> tuple[ImageSet, ImageSet]:
+    pixels, targets = _digits_arrays()
+    images = np.rint(pixels * (255.0 / 16.0)).astype(np.uint8)[:, None]  # (1797, 1, 8, 8)
     order = np.random.RandomState(0).permutation(len(images))
-    images, labels = torch.from_numpy(images[order]), torch.from_numpy(digits.target[order]).long()
+    images, labels = torch.from_numpy(images[order]), torch.from_numpy(targets[order]).long()
     cut = len(images) - 360
     return ImageSet(images[:cut], labels[:cut]), ImageSet(images[cut:], labels[cut:])
 

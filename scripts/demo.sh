@@ -1,14 +1,18 @@
 #!/usr/bin/env bash
-# The three results in about two minutes on a CPU, offline, on scikit-learn's DIGITS (8x8 digits):
-#   1. two ConvFC networks trained from different seeds (with a checkpoint at 80% of training);
-#   2. mode connectivity: the straight segment between them (a barrier of high error), and a
-#      Bezier curve fitted between them (error stays low all along);
-#      plane.py draws the loss surface in the plane of the curve (runs/demo/plane/plane.png);
-#   3. FGE from the 80% checkpoint, SWA from scratch with the same epochs as one network, and
-#      the ensemble of the two independent networks (Ind).
+# The papers' results in a few minutes on a CPU, offline, on scikit-learn's DIGITS (8x8 digits):
+#   1. mode connectivity: two ConvFC networks trained from different seeds, the straight segment
+#      between them (a barrier of high error) and a Bezier curve fitted between them (error stays
+#      low all along); plane.py draws the loss surface in the plane of the curve;
+#   2. ensembles, averaging and subspaces, on ResNet20 (the subspace papers' model) with 20% of the
+#      training labels replaced by random ones (clean DIGITS is nearly saturated: nothing separates
+#      there): two SGD networks and their ensemble (Ind), FGE from the first at 80% of its training,
+#      SWA, a line learned from scratch (its midpoint, and its endpoints' ensemble) beside one
+#      network trained under the line's schedule, and ESPRO, a 3-vertex simplex grown from each
+#      SGD network.
 # All outputs go under runs/demo/ (or OUT_DIR, relative to the repository root); the closing
-# table is also in runs/demo/summary.json, with pictures curve_vs_segment.png and fge_ensemble.png.
-# A run whose folder holds summary.json is done and skipped when the demo is started again.
+# table is also in runs/demo/summary.json, with pictures curve_vs_segment.png, fge_ensemble.png
+# and noisy_labels.png. A run whose folder holds summary.json is done and skipped when the demo
+# is started again.
 #
 #   usage: make demo      (or: bash scripts/demo.sh [OUT_DIR] [--dry-run] [--quick] [--gpus LIST | --slurm ...])
 # --dry-run prints the commands without running them; --quick makes every run a few epochs long
@@ -27,11 +31,14 @@ cd "$ROOT"
 say "cd $(quote "$ROOT")"
 STARTED=$SECONDS
 DATA=(--dataset=DIGITS --use_test)
-# epochs of the endpoints, of the curve and of FGE; FGE's starting checkpoint (80%); curve points
+NOISE=${NOISE:-0.2}  # the fraction of training labels made random in part 2 (NOISE=0.4 bash scripts/demo.sh ...)
+# epochs of the networks, of the curve, of FGE and of a simplex's vertex; the 80% checkpoint;
+# points evaluated along a path; a line's warm-up epochs; points a simplex step and its ensemble use
 if ((QUICK)); then
-    E=2 CURVE_E=1 FGE_E=2 START=1 POINTS=3 PLANE=(--grid_points=2 --curve_points=3)
+    E=2 CURVE_E=1 FGE_E=2 VERTEX_E=1 START=1 POINTS=3 WARMUP=1 PLANE=(--grid_points=2 --curve_points=3)
+    LINE=(--num_points=3) SIMPLEX=(--num_samples=2 --num_test_samples=2)
 else
-    E=20 CURVE_E=10 FGE_E=8 START=16 POINTS=31 PLANE=()
+    E=20 CURVE_E=10 FGE_E=8 VERTEX_E=2 START=16 POINTS=31 WARMUP=2 PLANE=(--grid_points=15) LINE=() SIMPLEX=()
 fi
 
 title() {  # a stage's heading, before its command
@@ -39,10 +46,10 @@ title() {  # a stage's heading, before its command
     say "# $1"
 }
 
+# ---- 1. mode connectivity: ConvFC, clean labels
 for seed in 1 2; do
     title "endpoint $seed: ConvFC, $E epochs, seed $seed"
-    run train.py "$OUT/endpoint-$seed" "${DATA[@]}" --model=ConvFC --epochs=$E --lr=0.01 --wd=1e-4 \
-        --seed=$seed --save_freq=$START
+    run train.py "$OUT/endpoint-$seed" "${DATA[@]}" --model=ConvFC --epochs=$E --lr=0.01 --wd=1e-4 --seed=$seed
 done
 FIRST=$OUT/endpoint-1/checkpoint-$E.pt
 SECOND=$OUT/endpoint-2/checkpoint-$E.pt
@@ -56,16 +63,34 @@ title "the curve, point by point"
 run eval_curve.py "$OUT/curve-eval" "${DATA[@]}" --ckpt="$OUT/curve/checkpoint-$CURVE_E.pt" --num_points=$POINTS
 title "the loss surface in the plane of the curve's three bends"
 run plane.py "$OUT/plane" "${DATA[@]}" --ckpt="$OUT/curve/checkpoint-$CURVE_E.pt" "${PLANE[@]}"
-title "FGE: $((FGE_E / 2)) cycles of 2 epochs from endpoint 1 at 80% of its training"
-run fge.py "$OUT/fge" "${DATA[@]}" --ckpt="$OUT/endpoint-1/checkpoint-$START.pt" --epochs=$FGE_E \
-    --cycle=2 --lr_1=0.01 --lr_2=0.0005 --wd=1e-4
-title "SWA from scratch, $E epochs, averaging from epoch $START"
-run swa.py "$OUT/swa" "${DATA[@]}" --model=ConvFC --epochs=$E --lr_init=0.01 --wd=1e-4 --swa \
-    --swa_start=$START --swa_lr=0.005 --seed=1
-title "Ind: the ensemble of the two endpoints"
-run eval_ensemble.py "$OUT/ind" "${DATA[@]}" --ckpt="$FIRST" --ckpt="$SECOND"
 
-title "summary ($OUT/summary.json, figures.json, pictures curve_vs_segment.png and fge_ensemble.png)"
+# ---- 2. ensembles, averaging and subspaces: ResNet20, 20% of the training labels random
+NOISY=(--model=ResNet20 --wd=1e-4 --label_noise=$NOISE)
+for seed in 1 2; do
+    title "SGD $seed: ResNet20, $E epochs, seed $seed, labels ${NOISE} noisy"
+    run train.py "$OUT/sgd-$seed" "${DATA[@]}" "${NOISY[@]}" --epochs=$E --lr=0.1 --save_freq=$START --seed=$seed
+done
+SGD1=$OUT/sgd-1/checkpoint-$E.pt
+SGD2=$OUT/sgd-2/checkpoint-$E.pt
+title "Ind: the ensemble of the two SGD networks"
+run eval_ensemble.py "$OUT/ind" "${DATA[@]}" --ckpt="$SGD1" --ckpt="$SGD2"
+title "FGE: $((FGE_E / 2)) cycles of 2 epochs from SGD 1 at 80% of its training"
+run fge.py "$OUT/fge" "${DATA[@]}" --ckpt="$OUT/sgd-1/checkpoint-$START.pt" --epochs=$FGE_E \
+    --cycle=2 --lr_1=0.05 --lr_2=0.0005 --wd=1e-4
+title "SWA from scratch, $E epochs, averaging from epoch $START"
+run swa.py "$OUT/swa" "${DATA[@]}" "${NOISY[@]}" --epochs=$E --lr_init=0.1 --swa --swa_start=$START \
+    --swa_lr=0.01 --seed=1
+title "a line of ResNet20s learned from scratch, $E epochs"
+run train_subspace.py "$OUT/line" "${DATA[@]}" "${NOISY[@]}" --shape=line --epochs=$E --lr=0.1 \
+    --warmup_epochs=$WARMUP --seed=1 "${LINE[@]}"
+title "the line's baseline: one ResNet20 under the line's schedule (warm-up, then cosine)"
+run train.py "$OUT/one" "${DATA[@]}" "${NOISY[@]}" --epochs=$E --lr=0.1 --schedule=cosine --warmup_epochs=$WARMUP \
+    --seed=1
+title "ESPRO: a 3-vertex simplex grown from each SGD network, $VERTEX_E epochs a vertex"
+run simplex.py "$OUT/espro" "${DATA[@]}" --ckpt="$SGD1" --ckpt="$SGD2" --num_vertices=3 \
+    --epochs_per_vertex=$VERTEX_E --wd=1e-4 "${SIMPLEX[@]}"
+
+title "summary ($OUT/summary.json, figures.json, pictures curve_vs_segment.png, fge_ensemble.png, noisy_labels.png)"
 # no folder of its own: it waits for every run above. Run here, it records how long the demo took.
 step "${PY[@]}" scripts/demo_report.py "$OUT" $( ((HERE)) && echo "--seconds=$((SECONDS - STARTED))")
 finish

@@ -46,13 +46,19 @@ def render(record: dict) -> dict[str, str]:
             f"straight segment between them the error reaches {f['segment_max_test_err']:.1f}%; along a Bezier "
             f"curve whose middle bend was trained for 10 epochs it never exceeds {f['curve_max_test_err']:.2f}%.*"),
         "demo-table": (
-            tabulate(rows, ["method (ConvFC on DIGITS)", "test error %", "test NLL"], tablefmt="github",
+            tabulate(rows, ["path (ConvFC on DIGITS)", "test error %", "test NLL"], tablefmt="github",
                      colalign=("left", "right", "right"))
             + f"\n\nThe segment's barrier (its worst error minus the worse endpoint's, {worse:.2f}%) is "
-            f"{f['segment_barrier']:.1f} points, the curve's {f['curve_barrier']:.1f}. Measured on an {m['cpu']} "
-            f"({m['cores']} cores, {m['threads']} torch threads), torch {m['torch']}, Python {m['python']}, on "
-            f"{m['date']}.{took} DIGITS' test set has 360 images, so one image is 0.28 points, and another "
-            f"CPU's floating point may move a figure by an image or two."),
+            f"{f['segment_barrier']:.1f} points, the curve's {f['curve_barrier']:.1f}."),
+        "noisy-table": (
+            tabulate([[name, f"{err:.2f}", f"{nll:.3f}", f"{ece:.3f}"] for name, err, nll, ece in
+                      demo_report.noisy_table(record)],
+                     [f"method (ResNet20 on DIGITS, {demo_report.noise_label(record)})", "test error %",
+                      "test NLL", "test ECE"], tablefmt="github", colalign=("left", "right", "right", "right"))
+            + f"\n\n{noisy_findings(f)} Measured on an {m['cpu']} ({m['cores']} cores, {m['threads']} torch "
+            f"threads), torch {m['torch']}, Python {m['python']}, on {m['date']}.{took} DIGITS' test set has 360 "
+            f"images, so one image is 0.28 points, and another CPU's floating point may move a figure by an "
+            f"image or two."),
         "plane-caption": (
             f"*Train loss (with the L2 term) and test error in the plane through the three bends of the demo's "
             f"Bezier curve, as in the paper's first figure. The straight segment between the end bends (dashed) "
@@ -66,13 +72,28 @@ def render(record: dict) -> dict[str, str]:
     return {name: text + "\n" for name, text in blocks.items()}
 
 
+def noisy_findings(f: dict) -> str:
+    """Part 2's table in words: each method's gain over SGD, in test error points, as measured."""
+    sgd = sum(v["test_err"] for v in f["noisy_sgd"]) / len(f["noisy_sgd"])
+
+    def gain(key: str) -> str:
+        points = sgd - f[key]["test_err"]
+        return f"{abs(points):.1f} points {'below' if points >= 0 else 'above'}"
+
+    return (f"Against SGD's mean test error of {sgd:.2f}%: the line's midpoint is {gain('noisy_line_midpoint')} "
+            f"it and the ensemble of its endpoints {gain('noisy_line_endpoints')}, from one run of the same "
+            f"length, where one network under the line's schedule is {gain('noisy_one')}; Ind (two runs) is "
+            f"{gain('noisy_ind')}, ESPRO {gain('noisy_espro')} (one simplex alone, SPRO: "
+            f"{f['spro_test_err']:.2f}%), SWA {gain('noisy_swa')} and FGE {gain('noisy_fge')}.")
+
+
 def update(text: str, blocks: dict[str, str]) -> str:
     """``text`` with each generated part replaced by its block (a part without a block is kept)."""
     return BLOCK.sub(lambda m: m.group(1) + blocks.get(m.group(2), m.group(3)) + m.group(4), text)
 
 
 def draw(record: dict, folder: str) -> None:
-    """docs/demo_curve.png, docs/fge_ensemble.png and docs/plane.png from the record."""
+    """docs/demo_curve.png, docs/fge_ensemble.png, docs/noisy_labels.png and docs/plane.png from the record."""
     import planes
 
     drawn = demo_report.draw(record, folder)
@@ -96,8 +117,9 @@ def main(argv=None) -> None:
         record = json.load(f)
     with open(README) as f:
         text = f.read()
+    text = update(text, render(record))  # before the README is opened for writing: a failure leaves it whole
     with open(README, "w") as f:
-        f.write(update(text, render(record)))
+        f.write(text)
     draw(record, os.path.join(ROOT, "docs"))
     print(f"README.md and docs/*.png regenerated from {os.path.relpath(RECORD, ROOT)}")
 

@@ -11,6 +11,12 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
 
+# Under pytest-xdist (`make test` runs one worker per core), each worker and every process it
+# starts computes on one thread: two workers on two cores, not two workers of two threads each.
+if os.environ.get("PYTEST_XDIST_WORKER") and int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1")) > 1:
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+
 def pytest_configure(config):
     config.addinivalue_line("markers", "slurm: starts SLURM's daemons (tests/slurm_cluster.py); skipped, with "
                             "the reason, where they cannot be started")

@@ -23,6 +23,19 @@ def test_digits_split_and_shapes():
     assert torch.equal(held_out.train.labels, full.train.labels[:-360])
 
 
+def test_digits_are_scikit_learns_load_digits():
+    """Read from scikit-learn's CSV directly: the same images and labels as its load_digits."""
+    from sklearn.datasets import load_digits
+
+    digits = load_digits()
+    pixels, targets = data._digits_arrays()
+    assert np.array_equal(pixels, digits.images) and np.array_equal(targets, digits.target)
+    full = data.load_dataset("DIGITS", use_test=True)
+    order = np.random.RandomState(0).permutation(1797)  # the fixed shuffle before the 360 test images
+    assert torch.equal(full.test.labels, torch.from_numpy(digits.target[order[-360:]]).long())
+    assert torch.equal(full.train.images[0, 0], torch.from_numpy(np.rint(digits.images[order[0]] * 255 / 16)).to(torch.uint8))
+
+
 @pytest.mark.parametrize("name,classes", [("CIFAR10", 10), ("CIFAR100", 100)])
 def test_cifar_from_python_batches(cifar_root, name, classes):
     test = data.load_dataset(name, cifar_root, use_test=True)

@@ -23,8 +23,9 @@ def demo_commands(out: str) -> list[list[str]]:
 def test_demo_dry_run_commands_parse(tmp_path):
     commands = demo_commands(str(tmp_path))
     scripts = [c[0] for c in commands]
-    assert scripts == ["train.py", "train.py", "eval_curve.py", "train.py", "eval_curve.py", "plane.py", "fge.py",
-                       "swa.py", "eval_ensemble.py", "scripts/demo_report.py"]
+    assert scripts == ["train.py", "train.py", "eval_curve.py", "train.py", "eval_curve.py", "plane.py",
+                       "train.py", "train.py", "eval_ensemble.py", "fge.py", "swa.py", "train_subspace.py",
+                       "train.py", "simplex.py", "scripts/demo_report.py"]
     assert not os.listdir(tmp_path)  # a dry run writes nothing
     for script, *flags in commands[:-1]:
         target = "train_curve" if script == "train.py" and "--curve=Bezier" in flags else script[:-3]
@@ -45,11 +46,24 @@ def test_demo_report_table_and_summary(tmp_path):
         err = np.array([2.0, 2.5, peak, 2.5, 2.5])
         _write_run(tmp_path, name, {"test_err": {"max": peak}, "test_nll": {"max": 1.0}})
         np.savez(tmp_path / name / "curve.npz", ts=ts, te_err=err, tr_loss=err / 10)
-    _write_run(tmp_path, "fge", {"ens_acc": 98.5, "ens_nll": 0.05, "ensemble_size": 2})
+    # part 2, noisy labels: every method's accuracy, NLL and ECE
+    for seed, acc in ((1, 90.0), (2, 91.0)):
+        _write_run(tmp_path, f"sgd-{seed}", {"test_acc": acc, "test_nll": 0.3, "test_ece": 0.05})
+        (tmp_path / f"sgd-{seed}" / "args.json").write_text(json.dumps({"label_noise": 0.2}))
+    _write_run(tmp_path, "fge", {"ens_acc": 89.0, "ens_nll": 0.33, "ens_ece": 0.05, "ensemble_size": 2})
     (tmp_path / "fge" / "metrics.csv").write_text(
-        "epoch,snapshot,test_acc,ens_acc\n1,1,98.0,98.0\n2,0,97.0,\n3,1,98.2,98.5\n")
-    _write_run(tmp_path, "swa", {"swa_test_acc": 98.2, "swa_test_nll": 0.06, "swa_n": 5})
-    _write_run(tmp_path, "ind", {"ens_acc": 98.4, "ens_nll": 0.07})
+        "epoch,snapshot,test_acc,ens_acc\n1,1,88.0,88.0\n2,0,87.0,\n3,1,88.2,89.0\n")
+    _write_run(tmp_path, "swa", {"swa_test_acc": 90.5, "swa_test_nll": 0.32, "swa_test_ece": 0.04, "swa_n": 5})
+    _write_run(tmp_path, "ind", {"ens_acc": 94.0, "ens_nll": 0.25, "ens_ece": 0.08})
+    _write_run(tmp_path, "line", {"midpoint_acc": 96.0, "midpoint_nll": 0.27, "midpoint_ece": 0.1,
+                                  "endpoint_ensemble_acc": 96.5, "endpoint_ensemble_nll": 0.26,
+                                  "endpoint_ensemble_ece": 0.12})
+    _write_run(tmp_path, "one", {"test_acc": 92.5, "test_nll": 0.28, "test_ece": 0.03})
+    (tmp_path / "line" / "subspace.csv").write_text(
+        "point,alpha,test_acc,pair_acc\nalpha=0,0.0,94.0,96.5\nalpha=0.5,0.5,96.0,96.0\nalpha=1,1.0,95.0,96.5\n")
+    _write_run(tmp_path, "espro", {"ensemble_acc": 94.5, "ensemble_nll": 0.24, "ensemble_ece": 0.07,
+                                   "ensemble_acc_by_simplexes": [90.5, 94.5], "num_simplexes": 2,
+                                   "num_vertices": 3, "num_test_samples": 5, "volume": [1.0, 2.0]})
     point = {"train_loss": 0.1, "test_err": 2.0}
     _write_run(tmp_path, "plane", {"points": {"segment t=0.5": point, "curve t=0.5": point}, "dx": 4.0, "dy": 1.0})
     grid = np.stack(np.meshgrid(np.linspace(0, 4, 3), np.linspace(0, 1, 3), indexing="ij"), -1)
@@ -61,16 +75,20 @@ def test_demo_report_table_and_summary(tmp_path):
     assert summary["endpoint_test_err"] == [2.0, 2.5]
     assert summary["segment_max_test_err"] == 80.0 and summary["curve_max_test_err"] == 3.0
     assert summary["segment_barrier"] == 77.5 and summary["curve_barrier"] == 0.5
-    assert abs(summary["fge_test_err"] - 1.5) < 1e-9 and abs(summary["swa_test_err"] - 1.8) < 1e-9
-    assert abs(summary["ind_ensemble_test_err"] - 1.6) < 1e-9
-    assert (tmp_path / "curve_vs_segment.png").stat().st_size > 0
-    assert (tmp_path / "fge_ensemble.png").stat().st_size > 0
+    assert [round(v["test_err"], 6) for v in summary["noisy_sgd"]] == [10.0, 9.0]
+    assert round(summary["noisy_fge"]["test_err"], 6) == 11.0 and round(summary["noisy_swa"]["test_err"], 6) == 9.5
+    assert round(summary["noisy_line_midpoint"]["test_err"], 6) == 4.0 and summary["noisy_ind"]["test_ece"] == 0.08
+    assert round(summary["noisy_espro"]["test_err"], 6) == 5.5 and round(summary["spro_test_err"], 6) == 9.5
+    assert round(summary["noisy_one"]["test_err"], 6) == 7.5 and summary["label_noise"] == 0.2 and "Line: its midpoint" in result.stdout
+    for picture in ("curve_vs_segment.png", "fge_ensemble.png", "noisy_labels.png"):
+        assert (tmp_path / picture).stat().st_size > 0, picture
     # figures.json holds what the README is written from
     import readme
 
     record = json.loads((tmp_path / "figures.json").read_text())
     blocks = readme.render(record)
-    assert "| Straight segment, worst point" in blocks["demo-table"] and "2 min 05 s" in blocks["demo-table"]
+    assert "| Straight segment, worst point" in blocks["demo-table"] and "2 min 05 s" in blocks["noisy-table"]
+    assert "| Line: its midpoint" in blocks["noisy-table"] and "the line's midpoint is" in blocks["noisy-table"]
     text = "a\n<!-- generated: demo-table -->\nold\n<!-- end: demo-table -->\nb\n"
     assert readme.update(text, blocks) == "a\n<!-- generated: demo-table -->\n" + blocks["demo-table"] + \
         "<!-- end: demo-table -->\nb\n"

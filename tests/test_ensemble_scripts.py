@@ -95,8 +95,8 @@ def test_swa_resume_gives_the_same_average(tmp_path):
     whole, resumed = tmp_path / "whole", tmp_path / "resumed"
     swa.main([f"--dir={whole}", *common])
     result = summary(whole)
-    assert result["swa_n"] == 2 and set(result) == {"swa_n", "swa_test_acc", "swa_test_nll",
-                                                    "sgd_test_acc", "sgd_test_nll"}
+    assert result["swa_n"] == 2 and set(result) == {"swa_n", "swa_test_acc", "swa_test_nll", "swa_test_ece",
+                                                    "sgd_test_acc", "sgd_test_nll", "sgd_test_ece"}
     ckpt = torch.load(whole / "checkpoint-1.pt", weights_only=True)
     assert ckpt["swa_n"] == 1 and ckpt["swa_state"] is not None
     # the average of epochs 1 and 2 is the mean of those checkpoints' weights

@@ -34,11 +34,11 @@ def executable(path, text: str) -> str:
 def logging_python(folder, real: str | None = None) -> str:
     """An interpreter for the runs that appends `start TIME GPU KEY` and `end TIME STATUS KEY` lines
     to folder/events (KEY: the run's --dir, or the script of a run without one). It runs ``real``
-    (a Python) or, without one, pretends: a short sleep, then summary.json, or exit status 1 for
-    the run whose --dir is $FAIL_DIR."""
+    (a Python) or, without one, pretends: a sleep of $PRETEND_SECONDS (0.3), then summary.json, or
+    exit status 1 for the run whose --dir is $FAIL_DIR."""
     work = f'{real} "$@"; status=$?' if real else \
-        'sleep 0.3; status=0; if [[ $key == "${FAIL_DIR-}" ]]; then status=1; ' \
-        'else mkdir -p "$key" && echo {} > "$key/summary.json"; fi'
+        'sleep ${PRETEND_SECONDS:-0.3}; status=0; if [[ $key == "${FAIL_DIR-}" ]]; then status=1; ' \
+        'elif [[ $key != *.py ]]; then mkdir -p "$key" && echo {} > "$key/summary.json"; fi'
     return executable(folder / "python", f"""#!/usr/bin/env bash
 key=$1
 for a; do [[ $a == --dir=* ]] && key=${{a#--dir=}}; done
@@ -144,19 +144,18 @@ def test_gpus_a_failed_run_stops_only_the_runs_that_need_it(tmp_path):
 
 
 def test_demo_on_two_fake_gpus(tmp_path):
-    """The quick demo with its real runs, two at a time; this machine has no GPU, so each run sees
-    CUDA_VISIBLE_DEVICES=0 or 1 and falls back to the CPU."""
-    env = {"PYTHON": logging_python(tmp_path, real=sys.executable), "GPU_LOCK_DIR": str(tmp_path / "locks")}
-    env.pop("OMP_NUM_THREADS", None)
+    """The demo's runs two at a time, each seeing CUDA_VISIBLE_DEVICES=0 or 1, in the order they need.
+    The runs pretend (test_slurm runs the quick demo's real runs as a table; test_demo its report)."""
+    env = {"PYTHON": logging_python(tmp_path), "GPU_LOCK_DIR": str(tmp_path / "locks")}
     out = tmp_path / "demo"
     result = bash("demo.sh", out, "--quick", "--gpus", "0,1", env=env, timeout=300)
     assert result.returncode == 0, result.stdout + result.stderr
     listed = bash("demo.sh", out, "--quick", "--dry-run", env=env).stdout.splitlines()
     commands = [line for line in listed if line.startswith(env["PYTHON"])]
     runs = read_events(tmp_path)
-    assert len(runs) == len(commands) == 10 and all(run.status == 0 for [run] in runs.values())
+    assert len(runs) == len(commands) == 15 and all(run.status == 0 for [run] in runs.values())
     assert check_schedule(runs, waits(commands), {"0", "1"}) == 2
-    assert (out / "summary.json").exists() and (out / "endpoint-1.log").exists() and (out / "demo_report.log").exists()
+    assert (out / "endpoint-1.log").exists() and (out / "demo_report.log").exists()
 
 
 def test_gpus_dry_run_prints_the_makefile(tmp_path):
@@ -243,10 +242,10 @@ def test_demo_slurm_dry_run_the_report_waits_for_every_run(tmp_path):
     result = bash("demo.sh", tmp_path / "demo", "--quick", "--slurm", "--dry-run", "--gpus_per_job", "0")
     assert result.returncode == 0, result.stderr
     jobs = sbatch_lines(result.stdout)
-    assert len(jobs) == 10 and not any(w.startswith("--gres") for words in jobs.values() for w in words)
-    report = jobs[10]
+    assert len(jobs) == 15 and not any(w.startswith("--gres") for words in jobs.values() for w in words)
+    report = jobs[15]
     assert f"--output={tmp_path}/demo/demo_report.log" in report
-    assert "--dependency=afterok:" + ":".join(f"${{JOB_{n}}}" for n in range(1, 10)) in report
+    assert "--dependency=afterok:" + ":".join(f"${{JOB_{n}}}" for n in range(1, 15)) in report
 
 
 # --------------------------------------------------------------------------- bad input
