@@ -98,7 +98,7 @@ def main(argv=None) -> None:
     if start is not None and start["num_classes"] != dataset.num_classes:
         raise UserError(f"{args.ckpt} has {start['num_classes']} classes, {args.dataset} has {dataset.num_classes}")
     model = cli.build_model(args.model, dataset, procs.device, args.channels_last)
-    optimizer = torch.optim.SGD(model.parameters(), lr=args.lr_1, momentum=args.momentum, weight_decay=args.wd)
+    optimizer = utils.sgd(model.parameters(), args.lr_1, args.momentum, args.wd)
     scaler, amp = runtime.grad_scaler(args, procs.device), runtime.autocast_type(args)
     offset = start["epoch"] if start is not None else 0  # snapshots and data draws count on from the checkpoint's
     ensemble = ensembles.ProbabilityEnsemble()

@@ -100,6 +100,8 @@ def start_processes(args) -> Processes:
     rank, local_rank = int(os.environ.get("RANK", "0")), int(os.environ.get("LOCAL_RANK", "0"))
     device = _device(getattr(args, "device", None), local_rank)
     procs = Processes(rank, world, local_rank, device)
+    if device.type == "cpu":
+        keep_freed_cpu_memory()
     # checked before joining the others: every process fails alike, and none waits for the rest
     if getattr(args, "batch_size", 0) is None and getattr(args, "dataset", None):
         args.batch_size = data.default_batch_size(args.dataset)
@@ -122,6 +124,38 @@ def start_processes(args) -> Processes:
     if hasattr(args, "amp"):
         args.amp_dtype = amp_dtype(device, args.amp, getattr(args, "amp_dtype", None))
     return procs
+
+
+MMAP_THRESHOLD_MAX = 32 * 2 ** 20  # glibc's largest M_MMAP_THRESHOLD on 64-bit systems
+_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3  # mallopt's parameter numbers (malloc.h)
+
+
+def keep_freed_cpu_memory() -> bool:
+    """Ask glibc's malloc to keep freed memory for the next step instead of returning it to the system.
+
+    A CPU training step allocates and frees the same large tensors at every step
+    (activations, gradients, a subspace's combined weights). By default glibc hands
+    blocks over 128 KB (up to 32 MB, as it adapts) straight back to the system, and
+    trims its heap when it frees; the next step then takes the memory again page by
+    page, each 4 KB page a fault that the kernel fills with zeros. On VGG16 that is
+    about a tenth of a CPU step, and more of a subspace's, whose combined weights and
+    per-vertex gradients are new memory at every step. PyTorch's CPU tuning guide
+    swaps in another allocator (jemalloc, tcmalloc) for this; two mallopt settings get
+    it from glibc: blocks up to 32 MB come from the heap, and the heap is not trimmed.
+    The process keeps its peak memory until it exits, as PyTorch's caching allocator
+    does on a GPU. Returns whether the settings took (False where malloc is not glibc's).
+    """
+    if not sys.platform.startswith("linux"):
+        return False
+    import ctypes
+
+    try:
+        mallopt = ctypes.CDLL(None).mallopt
+    except (OSError, AttributeError):
+        return False
+    mallopt.argtypes, mallopt.restype = [ctypes.c_int, ctypes.c_int], ctypes.c_int
+    # the trim threshold first: setting either one also stops glibc adapting the other
+    return bool(mallopt(_M_TRIM_THRESHOLD, 2 ** 31 - 1) and mallopt(_M_MMAP_THRESHOLD, MMAP_THRESHOLD_MAX))
 
 
 def _device(requested: str | None, local_rank: int) -> torch.device:

@@ -181,7 +181,7 @@ def main(argv=None) -> None:
             if model.num_vertices == vertex:  # a new vertex at the centroid (a resumed one may have it)
                 model.add_vertex()
             # a new optimizer for each vertex, as the original: its momentum starts from zero
-            optimizer = torch.optim.SGD(model.parameters(), lr=args.lr, momentum=args.momentum, weight_decay=args.wd)
+            optimizer = utils.sgd(model.parameters(), args.lr, args.momentum, args.wd)
             if resumed and (vertex_epoch or ckpt.get("step")):  # the checkpoint's optimizer is this vertex's
                 optimizer.load_state_dict(ckpt["optimizer_state"])
                 if scaler is not None and ckpt.get("scaler_state"):

@@ -121,7 +121,7 @@ def main(argv=None) -> None:
     if start is not None and start["num_classes"] != dataset.num_classes:
         raise UserError(f"{args.ckpt} has {start['num_classes']} classes, {args.dataset} has {dataset.num_classes}")
     model = cli.sync_batchnorm(cli.build_model(args.model, dataset, procs.device, args.channels_last), args, procs)
-    optimizer = torch.optim.SGD(model.parameters(), lr=args.lr_init, momentum=args.momentum, weight_decay=args.wd)
+    optimizer = utils.sgd(model.parameters(), args.lr_init, args.momentum, args.wd)
     scaler, amp = runtime.grad_scaler(args, procs.device), runtime.autocast_type(args)
     average = ensembles.averaged_model(model) if args.swa else None
     ckpt = run.load()

@@ -92,7 +92,7 @@ def main(argv=None) -> None:
     torch.manual_seed(args.seed)
     dataset, loaders = cli.load_data(args, procs)
     model = cli.sync_batchnorm(cli.build_model(args.model, dataset, procs.device, args.channels_last), args, procs)
-    optimizer = torch.optim.SGD(model.parameters(), lr=args.lr, momentum=args.momentum, weight_decay=args.wd)
+    optimizer = utils.sgd(model.parameters(), args.lr, args.momentum, args.wd)
     scaler, amp = runtime.grad_scaler(args, procs.device), runtime.autocast_type(args)
     ckpt = run.load()
     start_epoch = 0

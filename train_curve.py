@@ -177,7 +177,7 @@ def main(argv=None) -> None:
     ckpt = run.load()
     curve = build_curve(args, dataset, procs.device, {"resume": ckpt} if ckpt else endpoints)
     # free bends only: fixed endpoints are buffers. No optimizer weight decay: the L2 term is on phi(t).
-    optimizer = torch.optim.SGD(curve.parameters(), lr=args.lr, momentum=args.momentum, weight_decay=0.0)
+    optimizer = utils.sgd(curve.parameters(), args.lr, args.momentum, weight_decay=0.0)
     scaler, amp = runtime.grad_scaler(args, procs.device), runtime.autocast_type(args)
     start_epoch = 0
     if ckpt is not None:

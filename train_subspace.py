@@ -207,7 +207,7 @@ def main(argv=None) -> None:
     dataset, loaders = cli.load_data(args, procs)
     model = build_subspace(args, dataset, procs.device)
     # learning-subspaces' optimizer: SGD with weight decay on every vertex, not an L2 term at the point
-    optimizer = torch.optim.SGD(model.parameters(), lr=args.lr, momentum=args.momentum, weight_decay=args.wd)
+    optimizer = utils.sgd(model.parameters(), args.lr, args.momentum, args.wd)
     scaler, amp = runtime.grad_scaler(args, procs.device), runtime.autocast_type(args)
     ckpt = run.load()
     start_epoch = 0

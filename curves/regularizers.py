@@ -63,11 +63,14 @@ def _unflat(flat: torch.Tensor, shape, channels_last: bool) -> torch.Tensor:
 class _EdgeGram(torch.autograd.Function):
     """G_ij = <e_i, e_j> for the edges e_k = w_k - w_0 (k = 1 .. n-1), all parameters concatenated.
 
-    The edges go into (k, P) buffers, and matrix products give every pair; the backward
-    is products too: dL/de_k = sum_j (H_kj + H_jk) e_j with H = dL/dG, dL/dw_k = dL/de_k
-    and dL/dw_0 = -sum_k dL/de_k. Autograd through flattening and stacking would copy
-    every vertex several times each step (ten times slower on SPRO's VGG16 simplexes),
-    and the gradients here are views of one buffer.
+    Each parameter's edges go into a (k, size) matrix, and matrix products give every
+    pair, summed over the parameters; the backward is products too: dL/de_k =
+    sum_j (H_kj + H_jk) e_j with H = dL/dG, dL/dw_k = dL/de_k and dL/dw_0 = -sum_k dL/de_k.
+    Autograd through flattening and stacking would copy every vertex several times each
+    step (ten times slower on SPRO's VGG16 simplexes), and the gradients here are views
+    of one buffer per parameter. One buffer per parameter, not one for the whole
+    network: a fresh buffer of a network's size (60 MB for VGG16) is new memory from the
+    system at every step, and its page faults cost more than the products.
 
     ``cache`` (a dict the caller keeps from call to call): while w_0 needs no gradient, the
     edges of the vertices that need none either, and their block of G, are kept there and
@@ -81,40 +84,41 @@ class _EdgeGram(torch.autograd.Function):
         first = vertices[0]
         # _flat's memory order where every vertex has the same layout, else the logical order
         same = [all(v[s].stride() == t.stride() for v in vertices) for s, t in enumerate(first)]
-        sizes = [t.numel() for t in first]
+        flat = [_flat if ok else (lambda t: t.reshape(-1)) for ok in same]
 
-        def edges_of(ks):
-            edges = first[0].new_empty(len(ks), sum(sizes))
-            for row, k in zip(edges, ks):
-                torch.cat([_flat(t) if ok else t.reshape(-1) for t, ok in zip(vertices[k], same)], out=row)
-            for part, w0, ok in zip(edges.split(sizes, dim=1), first, same):
-                part.sub_(_flat(w0) if ok else w0.reshape(-1))
-            return edges
+        def edges_of(ks):  # one (len(ks), size) matrix per parameter
+            return [torch.stack([f(vertices[k][s]) for k in ks]).sub_(f(w0)) if ks else w0.new_empty(0, w0.numel())
+                    for s, (w0, f) in enumerate(zip(first, flat))]
+
+        def gram(a, b):
+            return sum(x @ y.T for x, y in zip(a, b))
 
         need = [any(ctx.needs_input_grad[3 + k * num_params:3 + (k + 1) * num_params]) for k in range(n)]
         kept = [k for k in range(1, n) if not need[k]] if cache is not None and not need[0] else []
         live = [k for k in range(1, n) if k not in kept]
+        fixed = edges_of([])
+        fixed_gram = first[0].new_empty(0, 0)
         if kept:
             key = [(t, t._version) for k in [0] + kept for t in vertices[k]]
             if not _same_tensors(cache.get("key"), key):
                 edges = edges_of(kept)
-                cache.update(key=[(weakref.ref(t), version) for t, version in key], edges=edges, gram=edges @ edges.T)
-            fixed, gram = cache["edges"], cache["gram"]
-        else:
-            fixed, gram = first[0].new_empty(0, sum(sizes)), first[0].new_empty(0, 0)
+                cache.update(key=[(weakref.ref(t), version) for t, version in key], edges=edges,
+                             gram=gram(edges, edges))
+            fixed, fixed_gram = cache["edges"], cache["gram"]
         moving = edges_of(live)
-        cross = fixed @ moving.T
-        blocks = torch.cat([torch.cat([gram, cross], 1), torch.cat([cross.T, moving @ moving.T], 1)])
+        cross = gram(fixed, moving)
+        blocks = torch.cat([torch.cat([fixed_gram, cross], 1), torch.cat([cross.T, gram(moving, moving)], 1)])
         order = torch.tensor([(kept + live).index(k) for k in range(1, n)], device=blocks.device)
-        ctx.save_for_backward(fixed, moving)
-        ctx.n, ctx.num_params, ctx.sizes, ctx.kept, ctx.live = n, num_params, sizes, kept, live
+        ctx.save_for_backward(*fixed, *moving)
+        ctx.n, ctx.num_params, ctx.kept, ctx.live = n, num_params, kept, live
         ctx.layouts = [(t.shape, ok and _channels_last(t)) for t, ok in zip(first, same)]
         return blocks[order][:, order]  # edges in vertex order
 
     @staticmethod
     def backward(ctx, grad_gram):
-        fixed, moving = ctx.saved_tensors
+        saved = ctx.saved_tensors
         n, num_params = ctx.n, ctx.num_params
+        fixed, moving = saved[:num_params], saved[num_params:]
         need = ctx.needs_input_grad[3:]
         free = [k for k in range(n) if any(need[k * num_params:(k + 1) * num_params])]
         grads = [None] * (n * num_params)
@@ -122,12 +126,14 @@ class _EdgeGram(torch.autograd.Function):
             return (None, None, None, *grads)
         h = grad_gram + grad_gram.T
         scales = torch.stack([h[k - 1] if k else -h.sum(0) for k in free])  # (free, n-1), edges in vertex order
-        rows = scales[:, [k - 1 for k in ctx.live]] @ moving
-        if ctx.kept:
-            rows += scales[:, [k - 1 for k in ctx.kept]] @ fixed
-        for k, row in zip(free, rows):
-            for s, (part, (shape, channels_last)) in enumerate(zip(row.split(ctx.sizes), ctx.layouts)):
-                grads[k * num_params + s] = _unflat(part, shape, channels_last)
+        live_scales = scales[:, [k - 1 for k in ctx.live]]
+        kept_scales = scales[:, [k - 1 for k in ctx.kept]] if ctx.kept else None
+        for s, (shape, channels_last) in enumerate(ctx.layouts):
+            rows = live_scales @ moving[s]
+            if kept_scales is not None:
+                rows.addmm_(kept_scales, fixed[s])
+            for k, row in zip(free, rows):
+                grads[k * num_params + s] = _unflat(row, shape, channels_last)
         return (None, None, None, *grads)
 
 

@@ -1,11 +1,13 @@
 """scripts/bench.py runs and writes every figure. No timed assertions: the bench is the measure."""
+import importlib.util
 import json
 import math
+import os
 
-from conftest import run_script
+from conftest import ROOT, run_script
 
 RATIOS = ["pipeline_speedup", "train_speedup_convfc", "amp_speedup_vgg16", "curve_overhead_vgg16",
-          "line_overhead_vgg16", "simplex_overhead_vgg16",
+          "line_overhead_vgg16", "simplex_overhead_vgg16", "line_overhead_vgg16_of_best",
           "eval_curve_speedup", "matmul_gflops_fp32", "matmul_gflops_bf16", "fraction_of_peak_vgg16"]
 ABSOLUTE = ["pipeline_images_per_s_ours", "pipeline_images_per_s_reference_workers0",
             "pipeline_images_per_s_reference_workers2", "train_images_per_s_ours_amp_channels_last",
@@ -26,3 +28,14 @@ def test_bench_writes_every_figure(tmp_path):
     assert figures["device"] and figures["threads"] >= 1 and figures["torch"]
     assert set(figures["goals"]) <= set(RATIOS)
     assert all(key in result.stdout for key in figures["goals"])  # the summary table
+
+
+def test_paired_ratio_is_the_median_of_the_rounds_ratios():
+    """Each round's ratio, then their median: a load that drifts between rounds cancels, and one
+    round that a burst hit does not count; the ratio of the best times would be 0.9 here."""
+    spec = importlib.util.spec_from_file_location("bench", os.path.join(ROOT, "scripts", "bench.py"))
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    times = {"plain": [1.0, 2.0, 4.0, 1.5, 3.0], "line": [1.1, 2.2, 4.4, 0.9, 3.3]}
+    assert math.isclose(bench.paired_ratio(times, "line", "plain"), 1.1)
+    assert math.isclose(bench.paired_ratio({"k": [5.5, 11.0, 22.0], "plain": [1.0, 2.0, 4.0]}, "k", "plain", 5), 1.1)

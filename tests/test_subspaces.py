@@ -436,7 +436,8 @@ def test_volume_reuses_the_frozen_vertices_edges_until_they_change():
         expected, expected_grads = fresh()
         assert torch.allclose(value, expected, rtol=1e-10)
         assert all(torch.allclose(g, e, rtol=1e-8, atol=1e-12) for g, e in zip(grads, expected_grads))
-        assert "edges" in model._volume_cache and len(model._volume_cache["edges"]) == 2  # vertices 1, 2
+        edges = model._volume_cache["edges"]  # one (kept vertices, size) matrix per parameter
+        assert len(edges) == len(model.names) and all(e.shape[0] == 2 for e in edges)  # vertices 1, 2
         with torch.no_grad():
             if step == 0:  # the newest vertex moves: the cache stays
                 kept = model._volume_cache["edges"]
