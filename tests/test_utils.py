@@ -137,8 +137,8 @@ def test_run_record_files_and_resume_truncation(tmp_path):
 
 
 def test_sgd_is_fused_and_steps_as_torchs_sgd():
-    """utils.sgd, every script's optimizer, is torch.optim.SGD's fused kernel on a CPU: the same
-    weights as the original's plain SGD after steps of momentum and weight decay."""
+    """utils.sgd, every script's optimizer, is torch.optim.SGD's fused kernel on a CPU: the weights
+    of the original's plain SGD, to rounding, after steps of momentum and weight decay."""
     torch.manual_seed(0)
     start, grads = torch.randn(1000), [torch.randn(1000) for _ in range(5)]
     weights = []
