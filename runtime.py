@@ -3,7 +3,8 @@
 Every script takes these from here, so that they behave alike:
 
 - ``Processes``: this process's rank among ``torchrun``'s (NCCL on GPUs, gloo on CPUs), its
-  device, DistributedDataParallel, and the autocast type. Only rank 0 writes and prints.
+  device, DistributedDataParallel, and the autocast type. Only rank 0 writes and prints. On a
+  CPU, malloc keeps freed memory for the next step (``keep_freed_cpu_memory``).
 - ``Run``: a run's folder. Started again with the same command, a run continues from its
   latest complete checkpoint (``last.pt``, rewritten after every epoch, or a kept
   ``checkpoint-<epoch>.pt``); a finished run is left as it is; another command in the same

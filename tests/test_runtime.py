@@ -231,23 +231,27 @@ import runtime
 if sys.argv[1] == "keep":
     assert runtime.keep_freed_cpu_memory()
 faults = []
-for _ in range(4):  # a step's pattern: large tensors written, then freed together
+for _ in range(5):  # a step's pattern: large tensors written, then freed together
     before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
     xs = [torch.ones(2 * 2 ** 20) for _ in range(8)]  # 8 MB each
     del xs
     faults.append(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
-print(min(faults[1:]))
+print(faults)
 """
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="mallopt is glibc's")
 def test_freed_cpu_memory_is_kept_for_the_next_step():
     """runtime.keep_freed_cpu_memory: tensors allocated again after being freed take memory the
-    process already has, with no page faults; by default glibc gives 64 MB freed at once back to
-    the system and faults on every page again. Counted by the kernel (getrusage), in fresh processes."""
+    process already has, with no page faults once the heap has grown; by default glibc gives
+    64 MB freed at once back to the system and faults on its pages again. Counted by the kernel
+    (getrusage), in fresh processes."""
     program = _FAULTS_PROGRAM.format(root=str(ROOT))
-    faults = {mode: int(subprocess.run([sys.executable, "-c", program, mode], capture_output=True, text=True,
-                                       check=True).stdout) for mode in ("default", "keep")}
-    page = os.sysconf("SC_PAGE_SIZE")
-    assert faults["default"] >= 0.5 * 64 * 2 ** 20 / page
-    assert faults["keep"] < 0.01 * 64 * 2 ** 20 / page
+    faults = {mode: json.loads(subprocess.run([sys.executable, "-c", program, mode], capture_output=True,
+                                              text=True, check=True).stdout) for mode in ("default", "keep")}
+    pages = 64 * 2 ** 20 / os.sysconf("SC_PAGE_SIZE")  # one round's
+    # after the first round, whose memory is new in either case; 1.1 to 3 rounds' worth in 30 runs
+    assert sum(faults["default"][1:]) >= 0.5 * pages
+    # the heap grows during the first rounds (up to 24 MB more), then no page is new: 0 or one
+    # 8 MB tensor's pages over the last two rounds in 30 runs
+    assert sum(faults["keep"][-2:]) <= 0.15 * pages
