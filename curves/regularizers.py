@@ -96,8 +96,6 @@ class _EdgeGram(torch.autograd.Function):
         need = [any(ctx.needs_input_grad[3 + k * num_params:3 + (k + 1) * num_params]) for k in range(n)]
         kept = [k for k in range(1, n) if not need[k]] if cache is not None and not need[0] else []
         live = [k for k in range(1, n) if k not in kept]
-        fixed = edges_of([])
-        fixed_gram = first[0].new_empty(0, 0)
         if kept:
             key = [(t, t._version) for k in [0] + kept for t in vertices[k]]
             if not _same_tensors(cache.get("key"), key):
@@ -105,6 +103,8 @@ class _EdgeGram(torch.autograd.Function):
                 cache.update(key=[(weakref.ref(t), version) for t, version in key], edges=edges,
                              gram=gram(edges, edges))
             fixed, fixed_gram = cache["edges"], cache["gram"]
+        else:
+            fixed, fixed_gram = edges_of([]), first[0].new_empty(0, 0)
         moving = edges_of(live)
         cross = gram(fixed, moving)
         blocks = torch.cat([torch.cat([fixed_gram, cross], 1), torch.cat([cross.T, gram(moving, moving)], 1)])
