@@ -40,7 +40,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from errors import UserError
+from runtime.errors import UserError
 
 DATASETS = ("CIFAR10", "CIFAR100", "DIGITS")
 

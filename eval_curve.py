@@ -30,7 +30,7 @@ import cli
 import curves
 import runtime
 import utils
-from errors import UserError
+from runtime.errors import UserError
 
 # arrays of curve.npz, in order; a point's record has "t" where the file has "ts"
 COLUMNS = ["ts", "dl", "tr_loss", "tr_nll", "tr_acc", "tr_err", "te_loss", "te_nll", "te_acc", "te_err"]
@@ -71,7 +71,7 @@ def load_checkpoints(args) -> dict:
         if getattr(args, flag):
             setattr(args, flag, runtime.resolve_checkpoint_path(getattr(args, flag)))
     if args.ckpt:
-        ckpt = utils.load_checkpoint(args.ckpt, kind="curve", model=args.model)
+        ckpt = runtime.load_checkpoint(args.ckpt, kind="curve", model=args.model)
         cli.resolve_from_checkpoint(args, ckpt, args.ckpt, ("model", "dataset", "transform", "curve", "num_bends"))
         checkpoints, trained_wd = {args.ckpt: ckpt}, ckpt["args"].get("wd")
     elif args.init_start and args.init_end:
@@ -80,7 +80,7 @@ def load_checkpoints(args) -> dict:
         args.curve, args.num_bends = "PolyChain", 2
         checkpoints = {}
         for path in (args.init_start, args.init_end):
-            checkpoints[path] = utils.load_checkpoint(path, kind="model", model=args.model)
+            checkpoints[path] = runtime.load_checkpoint(path, kind="model", model=args.model)
             cli.resolve_from_checkpoint(args, checkpoints[path], path)
         trained_wd = checkpoints[args.init_start]["args"].get("wd")
     else:
@@ -93,10 +93,6 @@ def load_checkpoints(args) -> dict:
 
 def build_curve(args, checkpoints: dict, dataset, device) -> curves.CurveModel:
     """The curve of --ckpt, or the straight segment: a 2-bend PolyChain between the two networks."""
-    for path, ckpt in checkpoints.items():
-        if ckpt["num_classes"] != dataset.num_classes or ckpt["model_kwargs"] != cli.model_kwargs(dataset):
-            raise UserError(f"{path} holds a network for {ckpt['num_classes']} classes and {ckpt['model_kwargs']}, "
-                            f"but {dataset.name} has {dataset.num_classes} classes and {cli.model_kwargs(dataset)}")
     if args.ckpt:
         curve = curves.curve_from_checkpoint(checkpoints[args.ckpt], device)
     else:
@@ -108,35 +104,12 @@ def build_curve(args, checkpoints: dict, dataset, device) -> curves.CurveModel:
     return curve
 
 
-def evaluate_point(curve, t: float, train_loader, test_loader, wd: float, amp: bool,
-                   draw: int = 0) -> tuple[dict, np.ndarray]:
-    """The figures of one point, and its test probabilities (N, classes) for the ensemble.
-
-    ``train_loader`` serves the BatchNorm update and the train figures; if it augments,
-    ``draw`` numbers the point, so that each pass gets its own crops and a rerun the same.
-    """
-    forward = curve.at(t)  # phi(t) computed once for all the batches below
-    if utils.has_batchnorm(curve):
-        train_loader.set_epoch(2 * draw)
-        utils.update_bn(curve, train_loader, forward=forward, amp=amp)
-    curve.eval()
-    with torch.no_grad():
-        l2 = float(curve.l2(wd, t))
-    train_loader.set_epoch(2 * draw + 1)
-    train = utils.evaluate(forward, train_loader, amp=amp)
-    test, probs, _ = utils.evaluate_with_predictions(forward, test_loader, amp=amp)
-    test_nll, test_acc = test["nll"], test["accuracy"]
-    return {"t": t, "tr_loss": train["nll"] + l2, "tr_nll": train["nll"], "tr_acc": train["accuracy"],
-            "tr_err": 100.0 - train["accuracy"], "te_loss": test_nll + l2, "te_nll": test_nll,
-            "te_acc": test_acc, "te_err": 100.0 - test_acc}, probs
-
-
 def write_outputs(directory: str, records: list[dict]) -> None:
     """curve.npz (arrays built once from the records), curve.csv and curve.png."""
     arrays = {key: np.array([r["t" if key == "ts" else key] for r in records]) for key in COLUMNS}
-    with utils.atomic_open(os.path.join(directory, "curve.npz"), "wb") as f:
+    with runtime.atomic_open(os.path.join(directory, "curve.npz"), "wb") as f:
         np.savez(f, **arrays)
-    with utils.atomic_open(os.path.join(directory, "curve.csv")) as f:
+    with runtime.atomic_open(os.path.join(directory, "curve.csv")) as f:
         writer = csv.DictWriter(f, fieldnames=list(records[0]))
         writer.writeheader()
         writer.writerows(records)
@@ -165,11 +138,10 @@ def plot(path: str, arrays: dict) -> None:
 def main(argv=None) -> None:
     args = build_parser().parse_args(argv)
     checkpoints = load_checkpoints(args)
-    procs = runtime.start_processes(args)
-    run = runtime.Run(args, procs, script="eval_curve")
-    if run.state == "finished":
-        return cli.finished(run)
-    dataset, loaders = cli.load_data(args, procs)
+    opened = cli.open_run(args, "eval_curve", networks=checkpoints)
+    if opened is None:  # finished: nothing to do
+        return
+    procs, run, dataset, loaders = opened
     curve = build_curve(args, checkpoints, dataset, procs.device)
     amp = runtime.autocast_type(args)
     run.open_records()
@@ -182,7 +154,7 @@ def main(argv=None) -> None:
             weights = curve.weights(t)
         dl = 0.0 if previous is None else curves.distance(previous, weights)  # one point's weights held, not all
         previous = weights
-        point, probs = evaluate_point(curve, t, train_loader, loaders["test"], args.wd, amp, draw=i)
+        point, probs = curves.evaluate_point(curve, t, train_loader, loaders["test"], args.wd, amp, draw=i)
         point = {"t": t, "dl": dl, **{k: v for k, v in point.items() if k != "t"}}
         if args.ensemble:
             ensemble = probs if ensemble is None else ensemble + probs

@@ -20,9 +20,10 @@ import torch
 
 import cli
 import ensembles
+import models
 import runtime
 import utils
-from errors import UserError
+from runtime.errors import UserError
 
 
 def build_parser() -> cli.ArgumentParser:
@@ -38,7 +39,7 @@ def build_parser() -> cli.ArgumentParser:
 def load_checkpoints(args) -> list[dict]:
     """All checkpoints, checked to be one architecture for one dataset, before anything is written."""
     args.ckpt = [runtime.resolve_checkpoint_path(path) for path in args.ckpt]
-    ckpts = [utils.load_checkpoint(path, kind="model") for path in args.ckpt]
+    ckpts = [runtime.load_checkpoint(path, kind="model") for path in args.ckpt]
     first, first_path = ckpts[0], args.ckpt[0]
     for ckpt, path in zip(ckpts[1:], args.ckpt[1:]):
         for key in ("model", "num_classes", "model_kwargs", "dataset"):
@@ -61,15 +62,11 @@ def load_checkpoints(args) -> list[dict]:
 def main(argv=None) -> None:
     args = build_parser().parse_args(sys.argv[1:] if argv is None else argv)
     ckpts = load_checkpoints(args)
-    procs = runtime.start_processes(args)
-    run = runtime.Run(args, procs, script="eval_ensemble")
-    if run.state == "finished":
-        return cli.finished(run)
+    opened = cli.open_run(args, "eval_ensemble", networks=dict(zip(args.ckpt, ckpts)))
+    if opened is None:  # finished: nothing to do
+        return
+    procs, run, dataset, loaders = opened
     device, amp = procs.device, runtime.autocast_type(args)
-    dataset, loaders = cli.load_data(args, procs)
-    if ckpts[0]["num_classes"] != dataset.num_classes:
-        raise UserError(f"{args.ckpt[0]} has {ckpts[0]['num_classes']} classes, "
-                        f"{args.dataset} has {dataset.num_classes}")
     run.open_records()  # without --dir: print only
 
     ensemble = ensembles.ProbabilityEnsemble()
@@ -77,7 +74,7 @@ def main(argv=None) -> None:
     model_acc, model_nll, ens_acc = [], [], []
     ens = {}
     for i, (ckpt, path) in enumerate(zip(ckpts, args.ckpt)):
-        model = utils.model_from_checkpoint(ckpt, device)
+        model = models.model_from_checkpoint(ckpt, device)
         if args.channels_last:
             model.to(memory_format=torch.channels_last)
         test, probs, labels = utils.evaluate_with_predictions(cli.maybe_compile(model, args.compile),

@@ -24,13 +24,12 @@ from __future__ import annotations
 import sys
 import time
 
-import torch
 
 import cli
 import ensembles
 import runtime
 import utils
-from errors import UserError
+from runtime.errors import UserError
 
 
 def build_parser() -> cli.ArgumentParser:
@@ -71,7 +70,7 @@ def load_start(args) -> dict | None:
     ckpt = None
     if args.ckpt is not None:
         args.ckpt = runtime.resolve_checkpoint_path(args.ckpt)
-        ckpt = utils.load_checkpoint(args.ckpt, kind="model")
+        ckpt = runtime.load_checkpoint(args.ckpt, kind="model")
         cli.resolve_from_checkpoint(args, ckpt, args.ckpt)
     elif args.schedule != "cosine":
         raise UserError("--ckpt is required: FGE starts from a trained model (only SSE may start from scratch)")
@@ -88,15 +87,10 @@ def main(argv=None) -> None:
     args = build_parser().parse_args(sys.argv[1:] if argv is None else argv)
     snapshots = check_schedule(args)
     start = load_start(args)
-    procs = runtime.start_processes(args)
-    run = runtime.Run(args, procs, script="fge")
-    if run.state == "finished":
-        return cli.finished(run)
-
-    torch.manual_seed(args.seed)
-    dataset, loaders = cli.load_data(args, procs)
-    if start is not None and start["num_classes"] != dataset.num_classes:
-        raise UserError(f"{args.ckpt} has {start['num_classes']} classes, {args.dataset} has {dataset.num_classes}")
+    opened = cli.open_run(args, "fge", networks={args.ckpt: start} if start is not None else None)
+    if opened is None:  # finished: nothing to do
+        return
+    procs, run, dataset, loaders = opened
     model = cli.build_model(args.model, dataset, procs.device, args.channels_last)
     optimizer = utils.sgd(model.parameters(), args.lr_1, args.momentum, args.wd)
     scaler, amp = runtime.grad_scaler(args, procs.device), runtime.autocast_type(args)
@@ -142,7 +136,7 @@ def main(argv=None) -> None:
             ensemble_acc.append(ensemble.metrics(labels)["accuracy"])
             path = run.path(f"fge-{offset + epoch + 1}.pt", prefixed=False)
             if path:
-                utils.save_checkpoint(path, cli.model_payload(args, dataset, model, optimizer, epoch=offset + epoch + 1))
+                runtime.save_checkpoint(path, cli.model_payload(args, dataset, model, optimizer, epoch=offset + epoch + 1))
         ens = ensemble.metrics(labels) if ensemble.size else {}
         lr = lr_at(epoch, 1.0)  # the rate the epoch ends at: lr_2 (or 0) at a snapshot
         row = {"epoch": epoch + 1, "lr": lr, "train_loss": train["loss"], "train_acc": train["accuracy"],

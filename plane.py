@@ -32,10 +32,9 @@ from tabulate import tabulate
 import cli
 import curves
 import models
-import planes
+import landscape
 import runtime
-import utils
-from errors import UserError
+from runtime.errors import UserError
 
 
 def build_parser() -> cli.ArgumentParser:
@@ -65,7 +64,7 @@ def load_points(args) -> tuple[dict, list[dict]]:
     """The first checkpoint and the three points' plain state dicts: a curve's bends, or three models."""
     paths = args.ckpt = [runtime.resolve_checkpoint_path(p) for p in args.ckpt]
     if len(paths) == 1:
-        ckpt = utils.load_checkpoint(paths[0])
+        ckpt = runtime.load_checkpoint(paths[0])
         if ckpt["kind"] != "curve":
             raise UserError(f"{paths[0]} is a {ckpt['kind']!r} checkpoint: give a 3-bend curve checkpoint, "
                             "or --ckpt three model checkpoints")
@@ -74,14 +73,14 @@ def load_points(args) -> tuple[dict, list[dict]]:
                             "three points (a 3-bend curve, or --ckpt three model checkpoints)")
         cli.resolve_from_checkpoint(args, ckpt, paths[0], ("model", "dataset", "transform", "curve", "num_bends"))
         cli.resolve_split(args, False, {paths[0]: ckpt}, evaluation_only=True)
-        return ckpt, [planes.bend_state(ckpt["model_state"], k) for k in range(3)]
+        return ckpt, [landscape.bend_state(ckpt["model_state"], k) for k in range(3)]
     if len(paths) != 3:
         raise UserError(f"--ckpt was given {len(paths)} times: give one 3-bend curve checkpoint "
                         "or three model checkpoints")
     if args.curve is not None or args.num_bends is not None:
         raise UserError("--curve and --num_bends describe a curve checkpoint, not three model checkpoints")
-    first = utils.load_checkpoint(paths[0], kind="model")
-    ckpts = [first] + [utils.load_checkpoint(p, kind="model", model=first["model"],
+    first = runtime.load_checkpoint(paths[0], kind="model")
+    ckpts = [first] + [runtime.load_checkpoint(p, kind="model", model=first["model"],
                                              num_classes=first["num_classes"]) for p in paths[1:]]
     for path, ckpt in zip(paths[1:], ckpts[1:]):
         for key in ("model_kwargs", "dataset", "transform"):
@@ -100,17 +99,17 @@ def main(argv=None) -> None:
     is_curve = ckpt["kind"] == "curve"
     if args.wd is None:
         args.wd = float((ckpt.get("args") or {}).get("wd", 1e-4))
-    procs = runtime.start_processes(args)
-    run = runtime.Run(args, procs, script="plane")
-    if run.state == "finished":
-        return cli.finished(run)
+    opened = cli.open_run(args, "plane", networks={args.ckpt[0]: ckpt})
+    if opened is None:  # finished: nothing to do
+        return
+    procs, run, dataset, loaders = opened
     device, amp = procs.device, runtime.autocast_type(args)
 
     # the plain module; the plane's points are copied into its parameters one at a time
     module = models.build_model(ckpt["model"], ckpt["num_classes"], **ckpt["model_kwargs"])
     try:
-        w = [planes.flatten(state, module).to(device) for state in states]
-        plane = planes.Plane(*w)
+        w = [landscape.flatten(state, module).to(device) for state in states]
+        plane = landscape.Plane(*w)
     except ValueError as exc:
         raise UserError(f"{' '.join(args.ckpt)}: {exc}") from exc
     # a 3-bend curve lies in its bends' plane, and coefficients summing to 1 make the
@@ -122,9 +121,6 @@ def main(argv=None) -> None:
     alphas, betas, grid = plane.grid(args.grid_points, args.margin_left, args.margin_right,
                                      args.margin_bottom, args.margin_top)
 
-    dataset, loaders = cli.load_data(args, procs)
-    if dataset.num_classes != ckpt["num_classes"]:
-        raise UserError(f"{args.ckpt[0]} has {ckpt['num_classes']} classes, {args.dataset} {dataset.num_classes}")
     module.to(device)
     if args.channels_last:
         module.to(memory_format=torch.channels_last)
@@ -135,19 +131,12 @@ def main(argv=None) -> None:
           f"distance of w1 from that line = {plane.dy:.4g}; train loss L2 term with wd = {args.wd:g}")
 
     train_loader = cli.train_eval_loader(args, loaders)
-    draws = itertools.count()  # each pass over augmented images gets its own crops, a rerun the same
+    draws = itertools.count()  # each point's passes over augmented images get their own crops, a rerun the same
 
     def measure(weights: torch.Tensor) -> dict:
-        planes.load_flat(module, weights)
-        train_loader.set_epoch(next(draws))
-        utils.update_bn(module, train_loader, forward=forward, amp=amp)  # stats of these weights
-        train_loader.set_epoch(next(draws))
-        train = utils.evaluate(forward, train_loader, amp=amp)
-        test = utils.evaluate(forward, loaders["test"], amp=amp)
-        reg = planes.l2(weights, args.wd)
-        return {"tr_loss": train["nll"] + reg, "tr_nll": train["nll"], "tr_acc": train["accuracy"],
-                "tr_err": 100.0 - train["accuracy"], "te_loss": test["nll"] + reg, "te_nll": test["nll"],
-                "te_acc": test["accuracy"], "te_err": 100.0 - test["accuracy"]}
+        landscape.load_flat(module, weights)
+        return curves.evaluate_weights(module, forward, train_loader, loaders["test"], l2=landscape.l2(weights, args.wd),
+                                       amp=amp, draw=next(draws))[0]
 
     G = args.grid_points
     rows = []
@@ -177,10 +166,10 @@ def main(argv=None) -> None:
     if procs.is_main:
         print(tabulate(table, ["point", "x", "y", "tr_loss", "tr_err", "te_nll", "te_err"], floatfmt="9.4f"))
     if run.path("plane.npz"):
-        with utils.atomic_open(run.path("plane.npz"), "wb") as f:  # never half a file
+        with runtime.atomic_open(run.path("plane.npz"), "wb") as f:  # never half a file
             np.savez(f, **result)
         title = f"{ckpt['model']} on {args.dataset}: " + (f"{ckpt['curve']} curve" if is_curve else "three networks")
-        planes.plot_plane({**result, "is_curve": is_curve}, run.path("plane.png"), title)
+        landscape.plot_plane({**result, "is_curve": is_curve}, run.path("plane.png"), title)
     run.finish({
         "grid_points": G, "dx": plane.dx, "dy": plane.dy, "wd": args.wd, "points": summary_points,
         "grid": {k: {"min": float(result[k].min()), "max": float(result[k].max())}

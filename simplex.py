@@ -32,9 +32,8 @@ import cli
 import curves
 import ensembles
 import runtime
-import train_curve
 import utils
-from errors import UserError
+from runtime.errors import UserError
 
 SAME = ("model", "dataset", "transform", "num_classes", "model_kwargs", "use_test", "label_noise", "label_noise_seed")
 
@@ -67,7 +66,7 @@ def build_parser() -> cli.ArgumentParser:
 def load_starts(args) -> list[dict]:
     """The trained networks, checked to be alike (every mismatch a UserError, before anything is written)."""
     args.ckpt = [runtime.resolve_checkpoint_path(path) for path in args.ckpt]
-    starts = [utils.load_checkpoint(path, kind="model") for path in args.ckpt]
+    starts = [runtime.load_checkpoint(path, kind="model") for path in args.ckpt]
     for name in SAME:
         values = {str(c.get(name)) for c in starts}
         if len(values) > 1:
@@ -114,7 +113,7 @@ def evaluate_simplex(args, model, index: int, loaders, amp) -> dict:
     draws = curves.dirichlet(args.num_test_samples, n, torch.Generator().manual_seed(args.seed * 1000 + index))
     vertex_acc, sample_acc, running, means, first = [], [], 0.0, [], None
     for i, point in enumerate(cli.progress(list(corners) + list(draws), f"simplex {index + 1} points")):
-        metrics, probs, _ = train_curve.point_predictions(model, point, loaders["test"], bn_loader, amp, draw=i)
+        metrics, probs, _ = curves.point_predictions(model, point, loaders["test"], bn_loader, amp, draw=i)
         if i < n:
             vertex_acc.append(metrics["accuracy"])
             first = probs if i == 0 else first
@@ -132,17 +131,10 @@ def main(argv=None) -> None:
     argv = sys.argv[1:] if argv is None else list(argv)
     args = build_parser().parse_args(argv)
     starts = load_starts(args)
-    procs = runtime.start_processes(args)
-    run = runtime.Run(args, procs, script="simplex")
-    if run.state == "finished":
-        return cli.finished(run)
-
-    torch.manual_seed(args.seed)
-    dataset, loaders = cli.load_data(args, procs)
-    if starts[0]["num_classes"] != dataset.num_classes or starts[0]["model_kwargs"] != cli.model_kwargs(dataset):
-        raise UserError(f"{args.ckpt[0]} holds a network for {starts[0]['num_classes']} classes and "
-                        f"{starts[0]['model_kwargs']}, but {dataset.name} has {dataset.num_classes} classes and "
-                        f"{cli.model_kwargs(dataset)}")
+    opened = cli.open_run(args, "simplex", networks={args.ckpt[0]: starts[0]})
+    if opened is None:  # finished: nothing to do
+        return
+    procs, run, dataset, loaders = opened
     lambdas = volume_weights(args, dataset)
     scaler, amp = runtime.grad_scaler(args, procs.device), runtime.autocast_type(args)
     per_vertex, per_simplex = args.epochs_per_vertex, args.epochs_per_vertex * (args.num_vertices - 1)
@@ -192,7 +184,7 @@ def main(argv=None) -> None:
         lr = utils.cosine_learning_rate(args.lr, vertex_epoch, per_vertex)  # CosineAnnealingLR, stepped per epoch
         train = cli.train_epoch(run, forward, loaders["train"], optimizer, epoch, resume=ckpt, lr=lr,
                                 regularizer=regularizer, amp=amp, scaler=scaler, samples=args.num_samples)
-        test = train_curve.evaluate_at(model, curves.centroid(model.num_vertices), loaders["test"],
+        test = curves.evaluate_at(model, curves.centroid(model.num_vertices), loaders["test"],
                                        cli.train_eval_loader(args, loaders), amp, draw=epoch)
         with torch.no_grad():
             volume = float(model.volume_sq().sqrt())
@@ -200,7 +192,7 @@ def main(argv=None) -> None:
             results.append(evaluate_simplex(args, model, index, loaders, amp))
             path = run.path(f"simplex-{index}.pt", prefixed=False)
             if path:
-                utils.save_checkpoint(path, curves.subspace_checkpoint(
+                runtime.save_checkpoint(path, curves.subspace_checkpoint(
                     model, args.model, num_classes=dataset.num_classes, model_kwargs=cli.model_kwargs(dataset),
                     dataset=args.dataset, transform=args.transform, args=vars(args), epoch=epoch + 1))
         done, resumed = epoch + 1, False

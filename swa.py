@@ -30,14 +30,13 @@ from __future__ import annotations
 import sys
 import time
 
-import torch
 
 import cli
 import ensembles
 import models
 import runtime
 import utils
-from errors import UserError
+from runtime.errors import UserError
 
 def build_parser() -> cli.ArgumentParser:
     parser = cli.ArgumentParser(description="Stochastic Weight Averaging (or SGD with the SWA repository's schedule).")
@@ -72,13 +71,13 @@ def load_start(args, parser, argv) -> tuple[dict | None, dict | None, set]:
     given = set()
     if args.resume:
         args.resume = runtime.resolve_checkpoint_path(args.resume, runtime.continues_in_place(args, parser, argv))
-        resume = utils.load_checkpoint(args.resume, kind="model")
+        resume = runtime.load_checkpoint(args.resume, kind="model")
         if "swa_state" not in resume or resume.get("optimizer_state") is None:
             raise UserError(f"{args.resume} is not a swa.py checkpoint (use --ckpt to start SWA from it)")
         given = cli.settings_from_checkpoint(args, parser, argv, resume, args.resume)
     elif args.ckpt:
         args.ckpt = runtime.resolve_checkpoint_path(args.ckpt)
-        start = utils.load_checkpoint(args.ckpt, kind="model")
+        start = runtime.load_checkpoint(args.ckpt, kind="model")
         cli.resolve_from_checkpoint(args, start, args.ckpt)
         args.swa = True
     elif args.model is None:
@@ -111,15 +110,11 @@ def main(argv=None) -> None:
     parser = build_parser()
     args = parser.parse_args(argv)
     resume, start, given = load_start(args, parser, argv)
-    procs = runtime.start_processes(args)
-    run = runtime.Run(args, procs, script="swa", resume_from=args.resume, may_differ=given)
-    if run.state == "finished":
-        return cli.finished(run)
-
-    torch.manual_seed(args.seed)
-    dataset, loaders = cli.load_data(args, procs)
-    if start is not None and start["num_classes"] != dataset.num_classes:
-        raise UserError(f"{args.ckpt} has {start['num_classes']} classes, {args.dataset} has {dataset.num_classes}")
+    opened = cli.open_run(args, "swa", resume_from=args.resume, may_differ=given,
+                          networks={args.ckpt: start} if start is not None else None)
+    if opened is None:  # finished: nothing to do
+        return
+    procs, run, dataset, loaders = opened
     model = cli.sync_batchnorm(cli.build_model(args.model, dataset, procs.device, args.channels_last), args, procs)
     optimizer = utils.sgd(model.parameters(), args.lr_init, args.momentum, args.wd)
     scaler, amp = runtime.grad_scaler(args, procs.device), runtime.autocast_type(args)
@@ -190,7 +185,7 @@ def main(argv=None) -> None:
             swa = evaluate_average(args.epochs - 1)
     path = run.path("swa.pt", prefixed=False)
     if swa_n() > 0 and path:
-        utils.save_checkpoint(path, cli.model_payload(args, dataset, average.module, epoch=args.epochs))
+        runtime.save_checkpoint(path, cli.model_payload(args, dataset, average.module, epoch=args.epochs))
     run.finish({"swa_n": swa_n(), "swa_test_acc": swa.get("accuracy"), "swa_test_nll": swa.get("nll"),
                 "swa_test_ece": swa.get("ece"), "sgd_test_acc": test["accuracy"], "sgd_test_nll": test["nll"],
                 "sgd_test_ece": test["ece"]})

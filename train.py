@@ -22,12 +22,11 @@ from __future__ import annotations
 import sys
 import time
 
-import torch
 
 import cli
 import runtime
 import utils
-from errors import UserError
+from runtime.errors import UserError
 
 
 SCHEDULES = ("linear", "cosine")
@@ -70,7 +69,7 @@ def main(argv=None) -> None:
     resume_path = None
     if args.resume:
         resume_path = runtime.resolve_checkpoint_path(args.resume, runtime.continues_in_place(args, parser, argv))
-    resume = utils.load_checkpoint(resume_path) if resume_path else None
+    resume = runtime.load_checkpoint(resume_path) if resume_path else None
     if args.curve is not None or (resume is not None and resume["kind"] == "curve"):
         import train_curve  # the original train.py fitted curves too: hand over
 
@@ -84,13 +83,10 @@ def main(argv=None) -> None:
     cli.resolve_split(args, False, {resume_path: resume} if resume else None)  # the original's: hold out 5000
     if args.schedule == "cosine" and args.warmup_epochs >= args.epochs:
         raise UserError(f"--warmup_epochs={args.warmup_epochs} leaves no epoch of the --epochs={args.epochs} to decay")
-    procs = runtime.start_processes(args)
-    run = runtime.Run(args, procs, script="train", resume_from=resume_path, may_differ=given)
-    if run.state == "finished":
-        return cli.finished(run)
-
-    torch.manual_seed(args.seed)
-    dataset, loaders = cli.load_data(args, procs)
+    opened = cli.open_run(args, "train", resume_from=resume_path, may_differ=given)
+    if opened is None:  # finished: nothing to do
+        return
+    procs, run, dataset, loaders = opened
     model = cli.sync_batchnorm(cli.build_model(args.model, dataset, procs.device, args.channels_last), args, procs)
     optimizer = utils.sgd(model.parameters(), args.lr, args.momentum, args.wd)
     scaler, amp = runtime.grad_scaler(args, procs.device), runtime.autocast_type(args)

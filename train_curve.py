@@ -27,13 +27,11 @@ from __future__ import annotations
 import sys
 import time
 
-import torch
-
 import cli
 import curves
 import runtime
 import utils
-from errors import UserError
+from runtime.errors import UserError
 
 EVAL_T = 0.5  # the point evaluated after every epoch
 
@@ -75,7 +73,7 @@ def resolve_arguments(args, parser, argv) -> tuple[dict, set, str | None]:
     'end'), the flags given with --resume and the --resume checkpoint's path."""
     if args.resume:
         path = runtime.resolve_checkpoint_path(args.resume, runtime.continues_in_place(args, parser, argv))
-        ckpt = utils.load_checkpoint(path, kind="curve")
+        ckpt = runtime.load_checkpoint(path, kind="curve")
         given = cli.settings_from_checkpoint(args, parser, argv, ckpt, path,
                                              cli.FROM_CHECKPOINT + ("curve", "num_bends"))
         for flag in ("fix_start", "fix_end"):
@@ -93,7 +91,7 @@ def resolve_arguments(args, parser, argv) -> tuple[dict, set, str | None]:
         if path:
             path = runtime.resolve_checkpoint_path(path)  # a run folder: its latest checkpoint
             setattr(args, f"init_{which}", path)
-            ckpt = utils.load_checkpoint(path, kind="model", model=args.model)
+            ckpt = runtime.load_checkpoint(path, kind="model", model=args.model)
             cli.resolve_from_checkpoint(args, ckpt, path)  # model, dataset, transform, label noise
             found[which] = ckpt
     if "start" in found and "end" in found and found["start"]["num_classes"] != found["end"]["num_classes"]:
@@ -113,17 +111,11 @@ def resolve_arguments(args, parser, argv) -> tuple[dict, set, str | None]:
 
 
 def build_curve(args, dataset, device, endpoints: dict) -> curves.CurveModel:
-    """The curve with every bend set: endpoints from checkpoints (by name), middle bends on the segment.
+    """The curve with every bend set: endpoints from checkpoints (by name; ``cli.open_run`` checked that
+    they are for ``dataset``), middle bends on the segment.
 
     A bend that nothing else sets gets its own random initialisation, as in the original code.
     """
-    for which, ckpt in endpoints.items():
-        if ckpt["num_classes"] != dataset.num_classes:
-            raise UserError(f"{getattr(args, 'init_' + which)} has {ckpt['num_classes']} classes, "
-                            f"but {dataset.name} has {dataset.num_classes}")
-        if ckpt["model_kwargs"] != cli.model_kwargs(dataset):
-            raise UserError(f"{getattr(args, 'init_' + which)} was built for {ckpt['model_kwargs']}, "
-                            f"but {dataset.name} has {cli.model_kwargs(dataset)}")
     module = cli.build_model(args.model, dataset, device, args.channels_last)
     curve = curves.CurveModel(module, args.curve, args.num_bends, args.fix_start, args.fix_end,
                               seed=args.seed)  # t drawn from a generator of its own: the same on every process
@@ -144,36 +136,16 @@ def build_curve(args, dataset, device, endpoints: dict) -> curves.CurveModel:
     return curve
 
 
-def point_predictions(curve: curves.SubspaceModel, t, loader, bn_loader, amp: bool, draw: int = 0):
-    """NLL, accuracy and ECE of the curve (or subspace) at a point ``t`` on ``loader``, with the
-    probabilities and labels behind them; BatchNorm statistics recomputed at t first on
-    ``bn_loader`` (its augmentation draws number ``draw``)."""
-    forward = curve.at(t)
-    if utils.has_batchnorm(curve):
-        bn_loader.set_epoch(draw)
-        utils.update_bn(curve, bn_loader, forward=forward, amp=amp)
-    curve.eval()  # evaluate() puts only nn.Modules in eval mode, and a lambda is not one
-    return utils.evaluate_with_predictions(forward, loader, amp=amp)
-
-
-def evaluate_at(curve: curves.SubspaceModel, t, loader, bn_loader, amp: bool, draw: int = 0) -> dict:
-    """``point_predictions``' figures alone (and ``loss``, the NLL)."""
-    metrics = point_predictions(curve, t, loader, bn_loader, amp, draw)[0]
-    return {"loss": metrics["nll"], **metrics}
-
-
 def main(argv=None) -> None:
     argv = sys.argv[1:] if argv is None else list(argv)
     parser = build_parser()
     args = parser.parse_args(argv)
     endpoints, given, resume_path = resolve_arguments(args, parser, argv)
-    procs = runtime.start_processes(args)
-    run = runtime.Run(args, procs, script="train_curve", resume_from=resume_path, may_differ=given)
-    if run.state == "finished":
-        return cli.finished(run)
-
-    torch.manual_seed(args.seed)
-    dataset, loaders = cli.load_data(args, procs)
+    networks = {getattr(args, f"init_{which}"): ckpt for which, ckpt in endpoints.items()}
+    opened = cli.open_run(args, "train_curve", resume_from=resume_path, may_differ=given, networks=networks)
+    if opened is None:  # finished: nothing to do
+        return
+    procs, run, dataset, loaders = opened
     ckpt = run.load()
     curve = build_curve(args, dataset, procs.device, {"resume": ckpt} if ckpt else endpoints)
     # free bends only: fixed endpoints are buffers. No optimizer weight decay: the L2 term is on phi(t).
@@ -206,7 +178,7 @@ def main(argv=None) -> None:
         lr = utils.learning_rate_schedule(args.lr, epoch + 1, args.epochs)  # the original counts from 1
         train = cli.train_epoch(run, forward, loaders["train"], optimizer, epoch, resume=ckpt, lr=lr,
                                 regularizer=regularizer, amp=amp, scaler=scaler)
-        test = evaluate_at(curve, EVAL_T, loaders["test"], bn_loader, amp, draw=epoch)
+        test = curves.evaluate_at(curve, EVAL_T, loaders["test"], bn_loader, amp, draw=epoch)
         row = {"epoch": epoch + 1, "lr": lr, "train_loss": train["loss"], "train_nll": train["nll"],
                "train_acc": train["accuracy"], "test_t": EVAL_T, "test_nll": test["nll"],
                "test_acc": test["accuracy"], "time": time.time() - started}
@@ -217,7 +189,7 @@ def main(argv=None) -> None:
         run.end_epoch(epoch + 1, keep=(epoch + 1) % args.save_freq == 0 or epoch + 1 == args.epochs)
 
     if train is None:  # stopped after the last epoch, before summary.json: the curve's figures at t = 0.5
-        train = evaluate_at(curve, EVAL_T, loaders["train_eval"], bn_loader, amp, draw=args.epochs - 1)
+        train = curves.evaluate_at(curve, EVAL_T, loaders["train_eval"], bn_loader, amp, draw=args.epochs - 1)
         train["loss"] += float(curve.l2(args.wd, EVAL_T))
     run.finish({"epoch": args.epochs, "train_loss": train["loss"], "train_acc": train["accuracy"]})
 

@@ -37,11 +37,9 @@ import torch
 
 import cli
 import curves
-import eval_curve
 import runtime
-import train_curve
 import utils
-from errors import UserError
+from runtime.errors import UserError
 
 SHAPES = {"line": "PolyChain", "curve": "Bezier", "simplex": "simplex"}  # --shape -> SubspaceModel's shape
 
@@ -83,7 +81,7 @@ def resolve_arguments(args, parser, argv) -> tuple[set, str | None]:
     given, path = set(), None
     if args.resume:
         path = runtime.resolve_checkpoint_path(args.resume, runtime.continues_in_place(args, parser, argv))
-        ckpt = utils.load_checkpoint(path, kind="subspace")
+        ckpt = runtime.load_checkpoint(path, kind="subspace")
         stored = dict(ckpt["args"])
         given = cli.settings_from_checkpoint(args, parser, argv, ckpt, path)
         for flag in ("shape", "num_vertices", "layerwise"):
@@ -141,13 +139,13 @@ def ends(args) -> tuple[object, list]:
 
 
 def evaluate_points(args, model, loaders, amp) -> tuple[list[dict], dict]:
-    """The rows of subspace.csv and summary.json. Each point: eval_curve.evaluate_point (BatchNorm
+    """The rows of subspace.csv and summary.json. Each point: curves.evaluate_point (BatchNorm
     recomputed there, training and test figures, test probabilities); then the pair ensembles."""
     train_loader, labels = cli.train_eval_loader(args, loaders), loaders["test"].labels.cpu().numpy()
     figures, probs, rows = {}, {}, []
     wanted = points(args)
     for i, (_, point, _) in enumerate(cli.progress(wanted, "points")):
-        figures[point], probs[point] = eval_curve.evaluate_point(model, point, train_loader, loaders["test"], 0.0,
+        figures[point], probs[point] = curves.evaluate_point(model, point, train_loader, loaders["test"], 0.0,
                                                                  amp, draw=i)
     for name, point, members in wanted:
         row = {"point": name, "alpha": point if args.shape != "simplex" else None,
@@ -198,13 +196,10 @@ def main(argv=None) -> None:
     parser = build_parser()
     args = parser.parse_args(argv)
     given, resume_path = resolve_arguments(args, parser, argv)
-    procs = runtime.start_processes(args)
-    run = runtime.Run(args, procs, script="train_subspace", resume_from=resume_path, may_differ=given)
-    if run.state == "finished":
-        return cli.finished(run)
-
-    torch.manual_seed(args.seed)
-    dataset, loaders = cli.load_data(args, procs)
+    opened = cli.open_run(args, "train_subspace", resume_from=resume_path, may_differ=given)
+    if opened is None:  # finished: nothing to do
+        return
+    procs, run, dataset, loaders = opened
     model = build_subspace(args, dataset, procs.device)
     # learning-subspaces' optimizer: SGD with weight decay on every vertex, not an L2 term at the point
     optimizer = utils.sgd(model.parameters(), args.lr, args.momentum, args.wd)
@@ -236,7 +231,7 @@ def main(argv=None) -> None:
                                 regularizer=regularizer, amp=amp, scaler=scaler)
         test = {}
         if epoch % args.eval_freq == 0 or epoch + 1 == args.epochs:  # learning-subspaces' test_freq rule
-            test = train_curve.evaluate_at(model, middle, loaders["test"], bn_loader, amp, draw=epoch)
+            test = curves.evaluate_at(model, middle, loaders["test"], bn_loader, amp, draw=epoch)
         row = {"epoch": epoch + 1, "lr": lr, "train_loss": train["loss"], "train_nll": train["nll"],
                "train_acc": train["accuracy"], "test_nll": test.get("nll"), "test_acc": test.get("accuracy"),
                "test_ece": test.get("ece"), "time": time.time() - started}
@@ -249,7 +244,7 @@ def main(argv=None) -> None:
     rows, summary = evaluate_points(args, model, loaders, amp)
     path = run.path("subspace.csv")
     if path:
-        with utils.atomic_open(path) as f:
+        with runtime.atomic_open(path) as f:
             writer = csv.DictWriter(f, fieldnames=list(dict.fromkeys(k for r in rows for k in r)))
             writer.writeheader()
             writer.writerows(rows)

@@ -1,4 +1,4 @@
-"""Training and evaluation loops, BatchNorm update, schedules, checkpoints and run records.
+"""Training and evaluation loops, BatchNorm update, learning-rate schedules and metrics.
 
 Importable from your own code: nothing here parses arguments or prints tables.
 The loops never call ``.item()`` per step (a host sync); figures are summed on
@@ -7,14 +7,8 @@ the device and read once per epoch.
 from __future__ import annotations
 
 import contextlib
-import csv
 import itertools
-import json
 import math
-import os
-import shlex
-import sys
-import tempfile
 from typing import Callable, Iterable
 
 import numpy as np
@@ -23,7 +17,7 @@ import torch.distributed as dist
 import torch.nn as nn
 import torch.nn.functional as F
 
-from errors import DivergedError, UserError, WriteError
+from runtime.errors import DivergedError
 
 
 def default_device() -> torch.device:
@@ -362,204 +356,3 @@ def _synced(bn: nn.modules.batchnorm._BatchNorm) -> Callable:
         bn.num_batches_tracked.add_(1)
         return F.batch_norm(x, mean.float(), var.float(), bn.weight, bn.bias, False, 0.0, bn.eps)
     return forward
-
-
-# --------------------------------------------------------------------------- checkpoints
-
-def checkpoint_path(directory: str, epoch: int, prefix: str = "checkpoint") -> str:
-    return os.path.join(directory, f"{prefix}-{epoch}.pt")
-
-
-def save_checkpoint(path: str, state: dict) -> None:
-    """Write ``state`` to ``path`` atomically, so that a run killed at any moment leaves the old file intact."""
-    with atomic_open(path, "wb") as f:
-        torch.save(state, f)
-
-
-def load_checkpoint(path: str, kind: str | None = None, model: str | None = None,
-                    num_classes: int | None = None) -> dict:
-    """Read a checkpoint written by this project, checking what the caller expects.
-
-    Every mismatch is a UserError naming the file: missing or unreadable, not one
-    of ours, the wrong ``kind`` ('model' or 'curve'), another ``model`` or another
-    number of classes.
-    """
-    if not os.path.isfile(path):
-        raise UserError(f"checkpoint {path} does not exist")
-    try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # truncated file, not a torch file, permissions, ...
-        raise UserError(f"cannot read checkpoint {path}: {type(exc).__name__}: "
-                        f"{str(exc).splitlines()[0] if str(exc) else ''}") from exc
-    if not isinstance(ckpt, dict) or "kind" not in ckpt or "model_state" not in ckpt:
-        raise UserError(f"{path} is not a checkpoint written by this project")
-    if kind is not None and ckpt["kind"] != kind:
-        raise UserError(f"{path} is a {ckpt['kind']!r} checkpoint, but a {kind!r} checkpoint is needed")
-    if model is not None and ckpt["model"] != model:
-        raise UserError(f"{path} holds a {ckpt['model']} model, not {model}")
-    if num_classes is not None and ckpt["num_classes"] != num_classes:
-        raise UserError(f"{path} has {ckpt['num_classes']} classes, but the data have {num_classes}")
-    return ckpt
-
-
-def model_checkpoint(model_name: str, model: nn.Module, *, num_classes: int, model_kwargs: dict,
-                     dataset: str, transform: str, epoch: int = 0, optimizer=None, args: dict | None = None,
-                     **extra) -> dict:
-    """A 'model' checkpoint: everything needed to rebuild ``model`` and to resume its training."""
-    return {
-        "kind": "model", "model": model_name, "model_kwargs": dict(model_kwargs),
-        "num_classes": num_classes, "dataset": dataset, "transform": transform, "epoch": epoch,
-        "model_state": model.state_dict(),
-        "optimizer_state": optimizer.state_dict() if optimizer is not None else None,
-        "use_test": (args or {}).get("use_test"), "label_noise": (args or {}).get("label_noise"),
-        "label_noise_seed": (args or {}).get("label_noise_seed"), "args": dict(args or {}), "rng_state": rng_state(),
-        **extra,
-    }
-
-
-def model_from_checkpoint(ckpt: dict, device: torch.device | str = "cpu") -> nn.Module:
-    """Rebuild a 'model' checkpoint's network with its weights and BatchNorm statistics."""
-    from models import build_model
-
-    model = build_model(ckpt["model"], ckpt["num_classes"], **ckpt["model_kwargs"])
-    model.load_state_dict(ckpt["model_state"])
-    return model.to(device)
-
-
-def rng_state() -> dict:
-    """The global random states that training consumes (dropout, curve t), for exact resume."""
-    state = {"torch": torch.get_rng_state()}
-    if torch.cuda.is_available():
-        state["cuda"] = torch.cuda.get_rng_state_all()
-    return state
-
-
-def set_rng_state(state: dict) -> None:
-    torch.set_rng_state(state["torch"])
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
-
-
-# --------------------------------------------------------------------------- run records
-
-class RunRecord:
-    """The files every run writes in its folder: command.sh, args.json, metrics.csv, summary.json.
-
-    A new run writes command.sh and args.json; a continued one (``append_command``) adds
-    its command line to command.sh and keeps the args.json of the run it continues.
-    ``resume_epoch``: when a run resumes from the end of that epoch, rows of metrics.csv
-    after it (written before the interruption) are dropped, and so is a row cut short by
-    a kill, so that the file ends up as an uninterrupted run's.
-    """
-
-    def __init__(self, directory: str, args: dict, resume_epoch: int | None = None,
-                 append_command: bool = False, prefix: str = ""):
-        self.directory, self.prefix = directory, prefix
-        try:
-            os.makedirs(directory, exist_ok=True)
-        except OSError as exc:
-            raise WriteError(f"cannot create {directory}: {exc.strerror or exc}") from exc
-        self.metrics_path = os.path.join(directory, prefix + "metrics.csv")
-        command = shlex.join([os.path.basename(sys.executable)] + sys.argv) + "\n"
-        command_path = os.path.join(directory, prefix + "command.sh")
-        if append_command and os.path.isfile(command_path):
-            with open(command_path) as f:
-                command = f.read() + command
-        else:
-            command = "#!/bin/sh\n" + command
-            _write_atomic(os.path.join(directory, prefix + "args.json"), json.dumps(args, indent=2, default=str) + "\n")
-        _write_atomic(command_path, command)
-        self.fields: list[str] = []
-        rows = []
-        if resume_epoch is not None and os.path.isfile(self.metrics_path):
-            with open(self.metrics_path, newline="") as f:
-                reader = csv.DictReader(f)
-                rows = [r for r in reader if None not in r.values() and None not in r
-                        and _epoch_of(r) <= resume_epoch]
-        self._rewrite(rows)
-
-    def log(self, row: dict) -> None:
-        """Add one row (an epoch, a curve point) to metrics.csv: appended, unless it brings new columns."""
-        if not self.fields or any(k not in self.fields for k in row):
-            self._rewrite(self._rows() + [row])
-            return
-        try:
-            with open(self.metrics_path, "a", newline="") as f:
-                csv.DictWriter(f, fieldnames=self.fields).writerow(row)
-        except OSError as exc:
-            raise WriteError(f"cannot write {self.metrics_path}: {exc.strerror or exc}") from exc
-
-    def _rows(self) -> list[dict]:
-        if not os.path.isfile(self.metrics_path):
-            return []
-        with open(self.metrics_path, newline="") as f:
-            return list(csv.DictReader(f))
-
-    def _rewrite(self, rows: list[dict]) -> None:
-        self.fields = list(dict.fromkeys(k for row in rows for k in row))
-        if not rows:
-            if os.path.exists(self.metrics_path):
-                os.remove(self.metrics_path)
-            return
-        with atomic_open(self.metrics_path) as f:
-            writer = csv.DictWriter(f, fieldnames=self.fields)
-            writer.writeheader()
-            writer.writerows(rows)
-
-    def summary(self, figures: dict) -> None:
-        """Write summary.json, the run's final figures; done last."""
-        _write_atomic(os.path.join(self.directory, self.prefix + "summary.json"), json.dumps(figures, indent=2) + "\n")
-
-
-def _epoch_of(row: dict) -> float:
-    try:
-        return float(row.get("epoch", 0))
-    except ValueError:
-        return math.inf  # a row cut short: dropped
-
-
-_UMASK = None
-
-
-def _file_mode() -> int:
-    """The mode a plain ``open`` gives a new file: 0o666 less the process's umask."""
-    global _UMASK
-    if _UMASK is None:
-        _UMASK = os.umask(0)
-        os.umask(_UMASK)
-    return 0o666 & ~_UMASK
-
-
-@contextlib.contextmanager
-def atomic_open(path: str, mode: str = "w"):
-    """Open a temporary file beside ``path`` for writing; on success it is renamed to ``path``.
-
-    A reader, or a run killed at any moment, sees either the old file or the new one,
-    never half of one. ``mode`` is "w" (text) or "wb". The file gets the permissions a
-    plain ``open`` would give it (mkstemp's are 0600, which would keep colleagues on a
-    shared cluster from reading a run). A write error (a full disk, a missing permission)
-    is a ``WriteError`` naming ``path``; the old file stays as it was.
-    """
-    folder = os.path.dirname(os.path.abspath(path))
-    try:
-        os.makedirs(folder, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=os.path.splitext(path)[1], dir=folder)
-    except OSError as exc:
-        raise WriteError(f"cannot write {path}: {exc.strerror or exc}") from exc
-    try:
-        os.fchmod(fd, _file_mode())
-        with os.fdopen(fd, mode, **({} if "b" in mode else {"newline": ""})) as f:
-            yield f
-        os.replace(tmp, path)
-    except BaseException as exc:
-        with contextlib.suppress(OSError):
-            os.remove(tmp)
-        if isinstance(exc, OSError) or (isinstance(exc, RuntimeError) and "write" in str(exc).lower()):
-            # torch.save reports a failed write as a RuntimeError ("file write failed")
-            raise WriteError(f"cannot write {path}: {getattr(exc, 'strerror', None) or exc}") from exc
-        raise
-
-
-def _write_atomic(path: str, text: str) -> None:
-    with atomic_open(path) as f:
-        f.write(text)

@@ -23,10 +23,12 @@ from curves.model import CurveModel, SubspaceModel, Vertex
 from curves.regularizers import (VOLUME_EPS, cayley_menger_volume_sq, cosine_squared, spro_lambda,
                                  squared_distances, volume_sq)
 from curves.stats import distance, distances, summarise
+from curves.evaluate import evaluate_at, evaluate_point, evaluate_weights, point_predictions, recompute_batchnorm
+from runtime.checkpoints import model_checkpoint
 
 
 def curve_from_checkpoint(ckpt: dict, device="cpu") -> CurveModel:
-    """Rebuild a 'curve' checkpoint (a dict from ``utils.load_checkpoint``): bends, buffers, sampler."""
+    """Rebuild a 'curve' checkpoint (a dict from ``runtime.load_checkpoint``): bends, buffers, sampler."""
     from models import build_model
 
     module = build_model(ckpt["model"], ckpt["num_classes"], **ckpt["model_kwargs"])
@@ -36,13 +38,11 @@ def curve_from_checkpoint(ckpt: dict, device="cpu") -> CurveModel:
 
 
 def curve_checkpoint(curve: CurveModel, model_name: str, **fields) -> dict:
-    """A 'curve' checkpoint: ``utils.model_checkpoint``'s fields plus the curve's shape.
+    """A 'curve' checkpoint: ``runtime.model_checkpoint``'s fields plus the curve's shape.
 
     ``fields``: num_classes, model_kwargs, dataset, transform, epoch, optimizer, args.
     """
-    import utils
-
-    return utils.model_checkpoint(model_name, curve, **fields, kind="curve", curve=curve.curve,
+    return model_checkpoint(model_name, curve, **fields, kind="curve", curve=curve.curve,
                                   num_bends=curve.num_bends, fix_start=curve.fix_start,
                                   fix_end=curve.fix_end)
 
@@ -58,11 +58,9 @@ def subspace_from_checkpoint(ckpt: dict, device="cpu") -> SubspaceModel:
 
 
 def subspace_checkpoint(model: SubspaceModel, model_name: str, **fields) -> dict:
-    """A 'subspace' checkpoint: ``utils.model_checkpoint``'s fields plus the subspace's shape,
+    """A 'subspace' checkpoint: ``runtime.model_checkpoint``'s fields plus the subspace's shape,
     its number of vertices and which are frozen, and whether draws are layerwise."""
-    import utils
-
-    return utils.model_checkpoint(model_name, model, **fields, kind="subspace", shape=model.shape,
+    return model_checkpoint(model_name, model, **fields, kind="subspace", shape=model.shape,
                                   num_vertices=model.num_vertices, fixed=model.fixed_vertices,
                                   layerwise=model.layerwise)
 
@@ -70,4 +68,5 @@ def subspace_checkpoint(model: SubspaceModel, model_name: str, **fields) -> dict
 __all__ = ["CURVES", "SHAPES", "CurveModel", "SubspaceModel", "Vertex", "bezier", "polychain", "dirichlet",
            "centroid", "cayley_menger_volume_sq", "squared_distances", "volume_sq", "cosine_squared",
            "spro_lambda", "VOLUME_EPS", "distance", "distances", "summarise", "curve_from_checkpoint",
-           "curve_checkpoint", "subspace_from_checkpoint", "subspace_checkpoint"]
+           "curve_checkpoint", "subspace_from_checkpoint", "subspace_checkpoint", "evaluate_at",
+           "evaluate_point", "evaluate_weights", "point_predictions", "recompute_batchnorm"]

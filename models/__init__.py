@@ -6,7 +6,8 @@ plain ``nn.Module``. Nothing about curves lives here: ``curves/`` works with any
 module. To add a model, decorate its constructor with ``@register`` in a module
 imported below.
 """
-from models.registry import MODELS, TRANSFORMS, build_model, default_transform, register  # noqa: F401
+from models.registry import (MODELS, TRANSFORMS, build_model, default_transform,  # noqa: F401
+                             model_from_checkpoint, register)
 from models import small, vgg, preresnet, resnet, wide_resnet  # noqa: F401,E402  (they register themselves)
 
-__all__ = ["MODELS", "TRANSFORMS", "build_model", "default_transform", "register"]
+__all__ = ["MODELS", "TRANSFORMS", "build_model", "default_transform", "model_from_checkpoint", "register"]

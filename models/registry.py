@@ -2,6 +2,8 @@ from __future__ import annotations
 
 from typing import Callable
 
+import torch
+
 import torch.nn as nn
 
 MODELS: dict[str, Callable[..., nn.Module]] = {}
@@ -33,3 +35,11 @@ def build_model(name: str, num_classes: int, in_channels: int = 3, image_size: i
         raise KeyError(f"unknown model {name!r} (choose from {', '.join(sorted(MODELS))})")
     return MODELS[name](num_classes=num_classes, in_channels=in_channels, image_size=image_size,
                         **kwargs)
+
+
+def model_from_checkpoint(ckpt: dict, device: torch.device | str = "cpu") -> nn.Module:
+    """Rebuild a 'model' checkpoint's network (``runtime.load_checkpoint``) with its weights and
+    BatchNorm statistics."""
+    model = build_model(ckpt["model"], ckpt["num_classes"], **ckpt["model_kwargs"])
+    model.load_state_dict(ckpt["model_state"])
+    return model.to(device)

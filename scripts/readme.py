@@ -94,12 +94,12 @@ def update(text: str, blocks: dict[str, str]) -> str:
 
 def draw(record: dict, folder: str) -> None:
     """docs/demo_curve.png, docs/fge_ensemble.png, docs/noisy_labels.png and docs/plane.png from the record."""
-    import planes
+    import landscape
 
     drawn = demo_report.draw(record, folder)
     os.replace(drawn["curve"], os.path.join(folder, "demo_curve.png"))
     plane = {k: np.asarray(v) for k, v in record["plane"].items() if k not in ("points", "dx", "dy")}
-    planes.plot_plane({**plane, "is_curve": True}, os.path.join(folder, "plane.png"), "ConvFC on DIGITS: Bezier curve")
+    landscape.plot_plane({**plane, "is_curve": True}, os.path.join(folder, "plane.png"), "ConvFC on DIGITS: Bezier curve")
 
 
 def main(argv=None) -> None:

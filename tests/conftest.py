@@ -94,11 +94,11 @@ def random_checkpoint(path, model: str, seed: int, num_classes: int = 10) -> str
     import torch
 
     import models
-    import utils
+    import runtime
 
     torch.manual_seed(seed)
     kwargs = {"in_channels": 1, "image_size": 8}
     net = models.build_model(model, num_classes, **kwargs)
-    utils.save_checkpoint(str(path), utils.model_checkpoint(
+    runtime.save_checkpoint(str(path), runtime.model_checkpoint(
         model, net, num_classes=num_classes, model_kwargs=kwargs, dataset="DIGITS", transform="VGG", epoch=0))
     return str(path)

@@ -14,7 +14,7 @@ import torch
 import eval_curve
 import train
 import train_curve
-import utils
+import runtime
 from conftest import random_checkpoint, assert_user_error, run_script, user_error
 from models import build_model
 
@@ -50,7 +50,7 @@ def test_train_curve_writes_the_contracted_files(mlp_curve, mlp_endpoints):
     assert set(summary) == {"epoch", "train_loss", "train_acc"} and summary["epoch"] == 2
     with open(mlp_curve / "metrics.csv") as f:
         assert [row["epoch"] for row in csv.DictReader(f)] == ["1", "2"]
-    ckpt = utils.load_checkpoint(str(mlp_curve / "checkpoint-2.pt"), kind="curve")
+    ckpt = runtime.load_checkpoint(str(mlp_curve / "checkpoint-2.pt"), kind="curve")
     assert (ckpt["curve"], ckpt["num_bends"], ckpt["fix_start"], ckpt["fix_end"]) == ("Bezier", 3, True, True)
     assert (ckpt["model"], ckpt["dataset"], ckpt["epoch"]) == ("MLP", "DIGITS", 2)
     start, end = (torch.load(p, weights_only=True)["model_state"] for p in mlp_endpoints)

@@ -13,6 +13,7 @@ import torch.nn as nn
 from torch.func import functional_call
 
 import curves
+import runtime
 import utils
 from curves import CurveModel, bezier, polychain
 from models import build_model
@@ -232,10 +233,10 @@ def test_curve_checkpoint_round_trip(tmp_path):
     utils.update_bn(curve, batches, forward=curve.at(0.4))
     optimizer = torch.optim.SGD(curve.parameters(), lr=0.1, momentum=0.9)
     path = tmp_path / "checkpoint-3.pt"
-    utils.save_checkpoint(str(path), curves.curve_checkpoint(
+    runtime.save_checkpoint(str(path), curves.curve_checkpoint(
         curve, "PreResNet20", num_classes=10, model_kwargs={"in_channels": 1, "image_size": 8},
         dataset="DIGITS", transform="VGG", epoch=3, optimizer=optimizer, args={"wd": 1e-4}))
-    ckpt = utils.load_checkpoint(str(path), kind="curve")
+    ckpt = runtime.load_checkpoint(str(path), kind="curve")
     for key in ("kind", "model", "model_kwargs", "num_classes", "dataset", "transform", "epoch",
                 "model_state", "optimizer_state", "args", "curve", "num_bends", "fix_start", "fix_end",
                 "rng_state"):
@@ -248,4 +249,4 @@ def test_curve_checkpoint_round_trip(tmp_path):
     assert torch.equal(again.eval()(x, 0.4), curve.eval()(x, 0.4))
     torch.optim.SGD(again.parameters(), lr=0.1, momentum=0.9).load_state_dict(ckpt["optimizer_state"])
     with pytest.raises(Exception, match="'model' checkpoint"):
-        utils.load_checkpoint(str(path), kind="model")
+        runtime.load_checkpoint(str(path), kind="model")

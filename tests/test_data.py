@@ -7,7 +7,7 @@ import torch
 
 import data
 from conftest import TEST_IMAGES, TRAIN_PER_BATCH, write_cifar
-from errors import UserError
+from runtime.errors import UserError
 
 
 def test_digits_split_and_shapes():

@@ -1,4 +1,4 @@
-"""ensembles.py: FGE / SSE / SWA schedules, snapshot and averaging epochs, the running ensemble and the
+"""ensembles: FGE / SSE / SWA schedules, snapshot and averaging epochs, the running ensemble and the
 SWA average with its BatchNorm update, each against an independent computation."""
 import numpy as np
 import pytest

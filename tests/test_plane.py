@@ -1,4 +1,4 @@
-"""planes.py (basis, coordinates, weights at a point) and plane.py end to end, on tiny MLPs.
+"""landscape.planes (basis, coordinates, weights at a point) and plane.py end to end, on tiny MLPs.
 
 Checkpoints are written directly (random MLPs, no training): the plane's geometry and the
 script's files do not need trained networks, and the whole file runs in a few seconds.
@@ -15,8 +15,8 @@ import torch
 from conftest import user_error
 import curves
 import plane
-import planes
-import utils
+import landscape
+import runtime
 from models import build_model
 
 DIGITS_MLP = {"in_channels": 1, "image_size": 8}
@@ -36,8 +36,8 @@ def write_model(path, seed: int, model_name: str = "MLP", num_classes: int = 10)
     torch.manual_seed(seed)
     kwargs = {**DIGITS_MLP, "hidden": 16} if model_name == "MLP" else dict(DIGITS_MLP)
     model = build_model(model_name, num_classes, **kwargs)
-    ckpt = utils.model_checkpoint(model_name, model, **{**fields(num_classes), "model_kwargs": kwargs})
-    utils.save_checkpoint(str(path), ckpt)
+    ckpt = runtime.model_checkpoint(model_name, model, **{**fields(num_classes), "model_kwargs": kwargs})
+    runtime.save_checkpoint(str(path), ckpt)
     return str(path)
 
 
@@ -50,13 +50,13 @@ def make_curve(num_bends: int = 3, curve: str = "Bezier", linear: bool = False) 
     if not linear:  # move the middle bends off the segment, as training would
         torch.manual_seed(3)
         for k in range(1, num_bends - 1):
-            state = planes.bend_state(model.state_dict(), k)
+            state = landscape.bend_state(model.state_dict(), k)
             model.load_bend(k, {n: p + 0.05 * torch.randn_like(p) for n, p in state.items()})
     return model
 
 
 def write_curve(path, **kwargs) -> str:
-    utils.save_checkpoint(str(path), curves.curve_checkpoint(make_curve(**kwargs), "MLP", **fields()))
+    runtime.save_checkpoint(str(path), curves.curve_checkpoint(make_curve(**kwargs), "MLP", **fields()))
     return str(path)
 
 
@@ -73,7 +73,7 @@ def three_points(n: int = 1000, seed: int = 0):
 
 def test_basis_puts_w0_at_origin_and_w2_on_the_x_axis():
     w0, w1, w2 = three_points()
-    p = planes.Plane(w0, w1, w2)
+    p = landscape.Plane(w0, w1, w2)
     assert torch.allclose(p.coordinates(w0), torch.zeros(2, dtype=torch.float64), atol=1e-9)
     x2, y2 = p.coordinates(w2).tolist()
     assert x2 == pytest.approx(float((w2 - w0).norm()), rel=1e-6) and x2 == pytest.approx(p.dx)
@@ -86,7 +86,7 @@ def test_basis_puts_w0_at_origin_and_w2_on_the_x_axis():
 
 def test_weights_at_a_bends_coordinates_are_that_bend():
     w = three_points()
-    p = planes.Plane(*w)
+    p = landscape.Plane(*w)
     for wk in w:
         assert torch.allclose(p.point(*p.coordinates(wk).tolist()).float(), wk, atol=1e-5)
     # independently: a point given by its coordinates in the three points' affine frame
@@ -99,10 +99,10 @@ def test_weights_at_a_bends_coordinates_are_that_bend():
 def test_a_curve_bend_loaded_into_the_plain_model_by_name_is_that_bend():
     curve = make_curve()
     module = mlp(9)
-    states = [planes.bend_state(curve.state_dict(), k) for k in range(3)]
-    p = planes.Plane(*[planes.flatten(s, module) for s in states])
+    states = [landscape.bend_state(curve.state_dict(), k) for k in range(3)]
+    p = landscape.Plane(*[landscape.flatten(s, module) for s in states])
     for k, state in enumerate(states):
-        planes.load_flat(module, p.point(*p.coordinates(planes.flatten(state, module)).tolist()))
+        landscape.load_flat(module, p.point(*p.coordinates(landscape.flatten(state, module)).tolist()))
         for name, value in module.named_parameters():
             assert torch.allclose(value, state[name], atol=1e-5), (k, name)
 
@@ -111,11 +111,11 @@ def test_curve_points_are_the_coefficients_times_the_bend_coordinates():
     # what plane.py relies on: a 3-bend curve lies in its bends' plane
     curve = make_curve()
     module = mlp(9)
-    p = planes.Plane(*[planes.flatten(planes.bend_state(curve.state_dict(), k), module) for k in range(3)])
-    bend_xy = torch.stack([p.coordinates(planes.flatten(planes.bend_state(curve.state_dict(), k), module))
+    p = landscape.Plane(*[landscape.flatten(landscape.bend_state(curve.state_dict(), k), module) for k in range(3)])
+    bend_xy = torch.stack([p.coordinates(landscape.flatten(landscape.bend_state(curve.state_dict(), k), module))
                            for k in range(3)])
     for t in (0.1, 0.5, 0.8):
-        w = planes.flatten(curve.module_state(t), module)
+        w = landscape.flatten(curve.module_state(t), module)
         assert torch.allclose(p.coordinates(w), curves.bezier(t, 3).double() @ bend_xy, atol=1e-4)
         # and the point is in the plane: rebuilding it from its coordinates gives it back
         assert torch.allclose(p.point(*p.coordinates(w).tolist()).float(), w, atol=1e-5)
@@ -124,14 +124,14 @@ def test_curve_points_are_the_coefficients_times_the_bend_coordinates():
 def test_collinear_points_span_no_plane():
     curve = make_curve(linear=True)  # an untrained curve: the middle bend on the segment
     module = mlp(9)
-    w = [planes.flatten(planes.bend_state(curve.state_dict(), k), module) for k in range(3)]
+    w = [landscape.flatten(landscape.bend_state(curve.state_dict(), k), module) for k in range(3)]
     with pytest.raises(ValueError, match="collinear"):
-        planes.Plane(*w)
+        landscape.Plane(*w)
 
 
 def test_contour_levels_are_log_spaced_above_the_minimum():
     values = np.array([[0.01, 0.02], [0.5, 3.0]])
-    levels = planes.contour_levels(values, count=5, smallest=1e-2)
+    levels = landscape.contour_levels(values, count=5, smallest=1e-2)
     assert levels[0] == pytest.approx(0.01) and levels[-1] == pytest.approx(3.0)
     gaps = np.diff(levels[1:] - levels[0])
     assert np.all(np.diff(levels) > 0) and gaps[-1] > 10 * gaps[0]

@@ -1,5 +1,5 @@
 """Runs that continue: the same command started again, --resume, --restart, stop signals,
-SIGKILL at any moment, file permissions and write errors (runtime.py and the scripts on it)."""
+SIGKILL at any moment, file permissions and write errors (runtime and the scripts on it)."""
 from __future__ import annotations
 
 import json

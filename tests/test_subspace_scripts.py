@@ -88,7 +88,7 @@ def test_a_line_writes_its_points_picture_and_summary(line_run):
     assert float(middle["test_acc"]) == summary["midpoint_acc"] and middle["coefficients"] == "0.5 0.5"
     assert rows[0]["pair_acc"] == rows[-1]["pair_acc"] and float(rows[0]["pair_acc"]) == summary["endpoint_ensemble_acc"]
     assert (line_run / "subspace.png").stat().st_size > 0
-    ckpt = utils.load_checkpoint(str(line_run / "checkpoint-3.pt"), kind="subspace")
+    ckpt = runtime.load_checkpoint(str(line_run / "checkpoint-3.pt"), kind="subspace")
     assert (ckpt["shape"], ckpt["num_vertices"], ckpt["fixed"], ckpt["label_noise"]) == ("PolyChain", 2, [], 0.0)
     with open(line_run / "metrics.csv") as f:  # the midpoint after epochs 1 and 3 (--eval_freq=2, and the last)
         assert [bool(r["test_acc"]) for r in csv.DictReader(f)] == [True, False, True]
@@ -119,7 +119,7 @@ def test_espro_writes_its_simplexes_picture_and_summary(espro_run, starts):
         assert isinstance(summary[key], float), key
     # vertex 0 of each simplex is its trained network, unchanged
     for k, start in enumerate(starts):
-        grown = utils.load_checkpoint(str(espro_run / f"simplex-{k}.pt"), kind="subspace")
+        grown = runtime.load_checkpoint(str(espro_run / f"simplex-{k}.pt"), kind="subspace")
         assert (grown["num_vertices"], grown["fixed"]) == (3, [0, 1])
         for name, tensor in weights(start).items():
             assert torch.equal(grown["model_state"][f"vertices.0.{name}"], tensor), name
@@ -217,7 +217,7 @@ def test_bad_input_is_one_error_and_writes_nothing(starts, tmp_path, capsys):
     folder = tmp_path / "never"
     other = torch.load(starts[1], weights_only=True)  # a network of another model, for the same data
     other.update(model="ConvFC", model_state=__import__("models").build_model("ConvFC", 10, 1, 8).state_dict())
-    utils.save_checkpoint(str(tmp_path / "convfc.pt"), other)
+    runtime.save_checkpoint(str(tmp_path / "convfc.pt"), other)
     cases = [
         (simplex, [f"--ckpt={starts[0]}", "--num_vertices=1"], "at least 2 vertices"),
         (simplex, [f"--ckpt={starts[0]}", f"--ckpt={tmp_path / 'convfc.pt'}"], "differ in model"),

@@ -14,6 +14,7 @@ import torch.nn.functional as F
 from torch.func import functional_call
 
 import curves
+import runtime
 import utils
 from curves import CurveModel, SubspaceModel
 from models import build_model
@@ -394,10 +395,10 @@ def test_subspace_checkpoint_round_trip(tmp_path):
     model.add_vertex()
     model.sample()
     path = tmp_path / "checkpoint-1.pt"
-    utils.save_checkpoint(str(path), curves.subspace_checkpoint(
+    runtime.save_checkpoint(str(path), curves.subspace_checkpoint(
         model, "ResNet20", num_classes=10, model_kwargs={"in_channels": 1, "image_size": 8},
         dataset="DIGITS", transform="VGG", epoch=1, args={}))
-    ckpt = utils.load_checkpoint(str(path), kind="subspace")
+    ckpt = runtime.load_checkpoint(str(path), kind="subspace")
     assert (ckpt["shape"], ckpt["num_vertices"], ckpt["fixed"], ckpt["layerwise"]) == ("simplex", 3, [0, 1], False)
     again = curves.subspace_from_checkpoint(ckpt)
     assert torch.equal(again.vertices_matrix(), model.vertices_matrix())

@@ -10,8 +10,9 @@ import torch.nn as nn
 
 import data
 import models
+import runtime
 import utils
-from errors import DivergedError, UserError
+from runtime.errors import DivergedError, UserError
 
 
 @pytest.mark.parametrize("epoch,factor", [(0, 1.0), (100, 1.0), (120, 1 - 0.1 / 0.4 * 0.99),
@@ -93,43 +94,43 @@ def test_checkpoint_round_trip_with_weights_only(tmp_path):
     optimizer = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
     model(torch.randn(4, 1, 8, 8)).sum().backward()
     optimizer.step()
-    state = utils.model_checkpoint("PreResNet20", model, num_classes=10,
+    state = runtime.model_checkpoint("PreResNet20", model, num_classes=10,
                                    model_kwargs={"in_channels": 1, "image_size": 8}, dataset=dataset.name,
                                    transform="VGG", epoch=7, optimizer=optimizer, args={"lr": 0.1})
-    path = utils.checkpoint_path(str(tmp_path), 7)
-    utils.save_checkpoint(path, state)
+    path = os.path.join(str(tmp_path), "checkpoint-7.pt")
+    runtime.save_checkpoint(path, state)
     assert os.listdir(tmp_path) == ["checkpoint-7.pt"]  # no temporary file left behind
     raw = torch.load(path, weights_only=True)
     for key in ("kind", "model", "model_kwargs", "num_classes", "dataset", "transform", "epoch",
                 "model_state", "optimizer_state", "args"):
         assert key in raw
-    ckpt = utils.load_checkpoint(path, kind="model", model="PreResNet20", num_classes=10)
-    rebuilt = utils.model_from_checkpoint(ckpt).eval()
+    ckpt = runtime.load_checkpoint(path, kind="model", model="PreResNet20", num_classes=10)
+    rebuilt = models.model_from_checkpoint(ckpt).eval()
     model.eval()
     x = torch.randn(3, 1, 8, 8)
     torch.testing.assert_close(rebuilt(x), model(x))
     with pytest.raises(UserError, match="'curve' checkpoint is needed"):
-        utils.load_checkpoint(path, kind="curve")
+        runtime.load_checkpoint(path, kind="curve")
     with pytest.raises(UserError, match="not VGG16"):
-        utils.load_checkpoint(path, model="VGG16")
+        runtime.load_checkpoint(path, model="VGG16")
     with pytest.raises(UserError, match="100"):
-        utils.load_checkpoint(path, num_classes=100)
+        runtime.load_checkpoint(path, num_classes=100)
     with pytest.raises(UserError, match="does not exist"):
-        utils.load_checkpoint(str(tmp_path / "nope.pt"))
+        runtime.load_checkpoint(str(tmp_path / "nope.pt"))
     (tmp_path / "junk.pt").write_bytes(b"not a checkpoint")
     with pytest.raises(UserError, match="cannot read"):
-        utils.load_checkpoint(str(tmp_path / "junk.pt"))
+        runtime.load_checkpoint(str(tmp_path / "junk.pt"))
 
 
 def test_run_record_files_and_resume_truncation(tmp_path):
-    record = utils.RunRecord(str(tmp_path), {"lr": 0.1})
+    record = runtime.RunRecord(str(tmp_path), {"lr": 0.1})
     for epoch in (1, 2, 3):
         record.log({"epoch": epoch, "loss": 1.0 / epoch})
     record.summary({"epoch": 3})
     assert json.loads((tmp_path / "args.json").read_text()) == {"lr": 0.1}
     assert (tmp_path / "command.sh").read_text().startswith("#!/bin/sh\n")
     assert json.loads((tmp_path / "summary.json").read_text()) == {"epoch": 3}
-    resumed = utils.RunRecord(str(tmp_path), {"lr": 0.1}, resume_epoch=2)
+    resumed = runtime.RunRecord(str(tmp_path), {"lr": 0.1}, resume_epoch=2)
     resumed.log({"epoch": 3, "loss": 0.5})
     with open(tmp_path / "metrics.csv") as f:
         rows = list(csv.DictReader(f))

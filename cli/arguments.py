@@ -1,6 +1,5 @@
-"""What the scripts share: argument groups, the error wrapper, per-epoch tables, progress bars.
-
-Scripts only; the library (models/, curves/, data.py, utils.py) never imports this.
+"""The scripts' command lines: the parser, the argument groups and types, and how flags are
+settled from the checkpoints a run starts from (model, data, split, label noise, --resume).
 """
 from __future__ import annotations
 
@@ -8,15 +7,10 @@ import argparse
 import os
 import sys
 
-import torch
-from tabulate import tabulate
-from tqdm import tqdm
-
 import data
 import models
 import runtime
-import utils
-from errors import DivergedError, UserError, WriteError
+from runtime.errors import UserError
 
 
 class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
@@ -38,6 +32,7 @@ class ArgumentParser(argparse.ArgumentParser):
 
     def __init__(self, **kwargs):
         kwargs.setdefault("formatter_class", _HelpFormatter)
+        kwargs.setdefault("allow_abbrev", False)  # a typo that is a prefix of a flag (--ck) is an error
         kwargs.setdefault("epilog", "Every flag may also be written with hyphens: --use-test for --use_test.")
         super().__init__(**kwargs)
 
@@ -58,30 +53,6 @@ class ArgumentParser(argparse.ArgumentParser):
     def error(self, message):
         self.exit(2, f"error: {message} (see {self.prog} --help)\n")
 
-
-def run(main, argv=None) -> None:
-    """Call ``main(argv)``; a UserError becomes ``error: ...`` and exit 2, divergence and write
-    errors exit 1. Under torchrun every process exits so, and only rank 0 prints."""
-    try:
-        main(argv)
-    except UserError as exc:
-        _fail(str(exc), 2)
-    except (DivergedError, WriteError) as exc:
-        _fail(str(exc), 1)
-    except KeyboardInterrupt:
-        _fail("interrupted", 130)
-    finally:
-        if torch.distributed.is_available() and torch.distributed.is_initialized():
-            torch.distributed.destroy_process_group()
-
-
-def _fail(message: str, status: int) -> None:
-    if os.environ.get("RANK", "0") == "0":
-        print(f"error: {message}", file=sys.stderr, flush=True)
-    sys.exit(status)
-
-
-# --------------------------------------------------------------------------- arguments
 
 def add_data_arguments(parser: argparse.ArgumentParser, from_checkpoint: bool = False,
                        use_test_default: bool = False, label_noise: bool = False) -> None:
@@ -255,88 +226,6 @@ def _settle_label_noise(args) -> None:
         args.label_noise_seed = args.label_noise_seed or 0
 
 
-# --------------------------------------------------------------------------- set-up
-
-def load_data(args, procs, eval_batch_size: int | None = None):
-    """The dataset and its loaders (see ``data.make_loaders``) on the process's device, each
-    loader giving this process its share of every global batch."""
-    assert args.use_test is not None, "resolve_split() first"
-    dataset = data.load_dataset(args.dataset, args.data_path, args.use_test,
-                                label_noise=getattr(args, "label_noise", 0.0), noise_seed=getattr(args, "label_noise_seed", 0))
-    loaders = data.make_loaders(dataset, args.batch_size, args.transform, device=procs.device, seed=args.seed,
-                                channels_last=args.channels_last, eval_batch_size=eval_batch_size,
-                                rank=procs.rank, world_size=procs.world_size)
-    return dataset, loaders
-
-
-def build_model(name: str, dataset: data.Dataset, device: torch.device, channels_last: bool = False):
-    """A registered model for ``dataset``'s classes and image shape; unusable shapes are UserErrors."""
-    try:
-        model = models.build_model(name, dataset.num_classes, dataset.channels, dataset.size)
-    except ValueError as exc:
-        raise UserError(f"{name} on {dataset.name}: {exc}") from exc
-    model.to(device)
-    if channels_last:
-        model.to(memory_format=torch.channels_last)
-    return model
-
-
-def model_kwargs(dataset: data.Dataset) -> dict:
-    """What a checkpoint stores to rebuild the model: the dataset's image shape."""
-    return {"in_channels": dataset.channels, "image_size": dataset.size}
-
-
-def model_payload(args, dataset: data.Dataset, model, optimizer=None, scaler=None, **extra) -> dict:
-    """A script's 'model' checkpoint of ``model`` (see ``utils.model_checkpoint``), as of now."""
-    return utils.model_checkpoint(args.model, model, num_classes=dataset.num_classes,
-                                  model_kwargs=model_kwargs(dataset), dataset=args.dataset, transform=args.transform,
-                                  optimizer=optimizer, args=vars(args),
-                                  scaler_state=scaler.state_dict() if scaler is not None else None, **extra)
-
-
-def restore_training(ckpt: dict, model, optimizer, scaler=None, momentum: float | None = None,
-                     wd: float | None = None) -> None:
-    """Weights, optimizer state (momentum buffers) and gradient scaler from a checkpoint. The
-    optimizer's state brings its hyperparameters too: ``momentum`` and ``wd``, if given, win."""
-    model.load_state_dict(ckpt["model_state"])
-    if optimizer is not None and ckpt.get("optimizer_state") is not None:
-        optimizer.load_state_dict(ckpt["optimizer_state"])
-        for group in optimizer.param_groups:
-            if momentum is not None:
-                group["momentum"] = momentum
-            if wd is not None:
-                group["weight_decay"] = wd
-    if scaler is not None and ckpt.get("scaler_state"):
-        scaler.load_state_dict(ckpt["scaler_state"])
-
-
-def sync_batchnorm(model, args, procs):
-    """--sync_bn: SyncBatchNorm across the processes (torch's runs on GPUs only)."""
-    if not getattr(args, "sync_bn", False) or not procs.distributed:
-        return model
-    if procs.device.type != "cuda":
-        raise UserError("--sync_bn needs GPUs: torch's SyncBatchNorm does not run on CPUs")
-    return torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
-
-
-def maybe_compile(module, enabled: bool):
-    """``torch.compile(module)`` when asked; checkpoints keep using the plain module."""
-    return torch.compile(module) if enabled else module
-
-
-def train_epoch(run, forward, loader, optimizer, epoch: int, *, resume: dict | None = None, lr: float | None = None,
-                lr_fn=None, regularizer=None, amp=None, scaler=None, draws: int | None = None,
-                samples: int = 1) -> dict:
-    """One training epoch of a script (``epoch`` from 0; see ``runtime.Run.train_epoch``), with a
-    progress bar, and a divergence that names the epoch."""
-    try:
-        return run.train_epoch(forward, loader, optimizer, epoch, resume=resume, lr=lr, lr_fn=lr_fn,
-                               regularizer=regularizer, amp=amp, scaler=scaler, draws=draws, samples=samples,
-                               progress=lambda batches: progress(batches, f"epoch {epoch + 1}", total=len(loader)))
-    except DivergedError as exc:
-        raise DivergedError(f"epoch {epoch + 1}: {exc}; the files written so far are kept") from exc
-
-
 def settings_from_checkpoint(args, parser, argv: list[str], ckpt: dict, path: str,
                              structural=FROM_CHECKPOINT) -> set[str]:
     """--resume: the run's settings are the checkpoint's; flags given on the command line
@@ -355,41 +244,3 @@ def settings_from_checkpoint(args, parser, argv: list[str], ckpt: dict, path: st
     if "use_test" in given:
         resolve_split(args, False, {path: ckpt})
     return given
-
-
-def finished(run) -> None:
-    """What a finished run started again says (and then it does nothing)."""
-    if run.procs.is_main:
-        print(f"{run.directory} holds this run, finished (summary.json): nothing to do. --restart starts it "
-              "over" + (", --resume it with more --epochs to train on" if hasattr(run.args, "epochs") else ""),
-              flush=True)
-
-
-# --------------------------------------------------------------------------- output
-
-def is_main() -> bool:
-    """Whether this process prints: the only one, or torchrun's rank 0."""
-    return os.environ.get("RANK", "0") == "0"
-
-
-def progress(iterable, desc: str, total: int | None = None):
-    """A progress bar on stderr that disappears when done (rank 0 only)."""
-    if not is_main():
-        return iterable
-    return tqdm(iterable, desc=desc, total=total, leave=False, dynamic_ncols=True, file=sys.stderr)
-
-
-class Table:
-    """Prints one aligned row per call, with the header above the first (every 40 rows again)."""
-
-    def __init__(self, columns: list[str], floatfmt: str = "9.4f"):
-        self.columns, self.floatfmt, self.rows = columns, floatfmt, 0
-
-    def print(self, row: dict) -> None:
-        if not is_main():
-            return
-        values = [[row.get(c) for c in self.columns]]
-        text = tabulate(values, self.columns, tablefmt="simple", floatfmt=self.floatfmt)
-        lines = text.split("\n")
-        print("\n".join(lines if self.rows % 40 == 0 else lines[2:]), flush=True)
-        self.rows += 1

@@ -12,7 +12,7 @@ and w1 at (<r, u>, dy). A point (x, y) of the plane is the weight vector
 w0 + x u + y v. The grid spans [-margin, 1 + margin] of each axis's extent
 (dx along u, dy along v), as the paper's figures do.
 
-    from planes import Plane
+    from landscape import Plane
     plane = Plane(w0, w1, w2)
     plane.coordinates(w1)              # tensor([<r, u>, dy])
     w = plane.point(0.5 * plane.dx, 0.0)  # the midpoint of the segment w0 -> w2

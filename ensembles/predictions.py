@@ -1,0 +1,63 @@
+"""Ensembles of predictions: the running mean of members' softmax probabilities, and its picture."""
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+import utils
+
+
+class ProbabilityEnsemble:
+    """A running ensemble: the mean of its members' softmax probabilities ``(N, classes)``."""
+
+    def __init__(self):
+        self.size = 0
+        self._sum: np.ndarray | None = None
+
+    def add(self, probs: np.ndarray) -> None:
+        probs = np.asarray(probs, dtype=np.float64)  # float64: sums of many members stay exact
+        self._sum = probs.copy() if self._sum is None else self._sum + probs
+        self.size += 1
+
+    @property
+    def probs(self) -> np.ndarray:
+        if self.size == 0:
+            raise ValueError("the ensemble is empty")
+        return self._sum / self.size
+
+    def metrics(self, labels: np.ndarray) -> dict:
+        """``nll``, ``accuracy`` (percent) and ``ece`` of the mean probabilities."""
+        return utils.prediction_metrics(self.probs, labels)
+
+    def state(self) -> dict:
+        """For a checkpoint: the sum and the number of members."""
+        return {"size": self.size, "sum": None if self._sum is None else torch.from_numpy(self._sum)}
+
+    def load_state(self, state: dict) -> None:
+        self.size = int(state["size"])
+        self._sum = None if state["sum"] is None else state["sum"].numpy().copy()
+
+
+def plot_ensemble_accuracy(path: str, model_acc: list[float], ens_acc: list[float],
+                           title: str = "", xlabel: str = "number of snapshots") -> None:
+    """A PNG of each member's test accuracy and the growing ensemble's, against its size."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    sizes = np.arange(1, len(ens_acc) + 1)
+    fig, ax = plt.subplots(figsize=(5, 3.5), dpi=120)
+    ax.plot(sizes, ens_acc, "-o", color="tab:red", markersize=4, label="ensemble")
+    # hollow and on top, so that a member as accurate as the ensemble stays visible
+    ax.plot(sizes, model_acc, "o", color="tab:gray", markerfacecolor="none", markersize=9, label="single model")
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel("test accuracy (%)")
+    if title:
+        ax.set_title(title)
+    ax.xaxis.get_major_locator().set_params(integer=True)
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
