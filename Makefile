@@ -19,13 +19,13 @@ $(STAMP): requirements.txt
 test: setup
 	$(PY) -m pytest -q -rs -n auto --dist loadfile tests
 
-# the demo, then the README's figures, captions and pictures from it (docs/demo.json)
+# the demo: everything under runs/demo/, tracked files untouched
 demo: setup
-	bash scripts/demo.sh
-	$(PY) scripts/readme.py --from runs/demo
+	PYTHON=$(PY) bash scripts/demo.sh
 
+# maintainers: the README's demo figures, captions and pictures (docs/demo.json, docs/*.png) from runs/demo
 readme: setup
-	$(PY) scripts/readme.py
+	$(PY) scripts/readme.py --from runs/demo
 
 bench: setup
 	$(PY) scripts/bench.py --quick --out runs/bench.json

@@ -104,7 +104,7 @@ def build_curve(args, checkpoints: dict, dataset, device) -> curves.CurveModel:
     return curve
 
 
-def write_outputs(directory: str, records: list[dict]) -> None:
+def write_outputs(directory: str, records: list[dict], title: str = "") -> None:
     """curve.npz (arrays built once from the records), curve.csv and curve.png."""
     arrays = {key: np.array([r["t" if key == "ts" else key] for r in records]) for key in COLUMNS}
     with runtime.atomic_open(os.path.join(directory, "curve.npz"), "wb") as f:
@@ -113,10 +113,10 @@ def write_outputs(directory: str, records: list[dict]) -> None:
         writer = csv.DictWriter(f, fieldnames=list(records[0]))
         writer.writeheader()
         writer.writerows(records)
-    plot(os.path.join(directory, "curve.png"), arrays)
+    plot(os.path.join(directory, "curve.png"), arrays, title)
 
 
-def plot(path: str, arrays: dict) -> None:
+def plot(path: str, arrays: dict, title: str = "") -> None:
     import matplotlib
     matplotlib.use("Agg")  # files only, no display
     import matplotlib.pyplot as plt
@@ -131,6 +131,8 @@ def plot(path: str, arrays: dict) -> None:
         ax.set_ylabel(label)
         ax.grid(alpha=0.3)
         ax.legend()
+    if title:
+        fig.suptitle(title)
     fig.savefig(path, dpi=120)
     plt.close(fig)
 
@@ -163,7 +165,8 @@ def main(argv=None) -> None:
         table.print(point)
 
     if run.path("curve.npz"):
-        write_outputs(args.dir, records)
+        path = "straight segment" if not args.ckpt else f"{args.curve} curve, {args.num_bends} bends"
+        write_outputs(args.dir, records, f"{args.model} on {args.dataset}: {path}")
     dl = [r["dl"] for r in records]
     summary = {"length": float(sum(dl))}
     for name, key in SUMMARY.items():

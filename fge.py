@@ -15,7 +15,8 @@ On DIGITS in a few seconds, 4 cycles from 80% of a 20-epoch run:
     python fge.py --dir=runs/fge --ckpt=runs/sgd/checkpoint-16.pt --epochs=8 --cycle=2 --lr_1=0.01 --lr_2=0.0005
 
 Snapshots are written as fge-<epoch>.pt (plain model checkpoints; <epoch> counts
-the checkpoint's epochs too, as in the original code), ensemble.png plots the
+the checkpoint's epochs too, as in the original code, and so does every epoch this
+run prints and records: metrics.csv, summary.json's snapshot_epochs), ensemble.png plots the
 ensemble's accuracy against its size. With --schedule cosine and no --ckpt, SSE
 trains from scratch (--model and --dataset then needed).
 """
@@ -94,7 +95,10 @@ def main(argv=None) -> None:
     model = cli.build_model(args.model, dataset, procs.device, args.channels_last)
     optimizer = utils.sgd(model.parameters(), args.lr_1, args.momentum, args.wd)
     scaler, amp = runtime.grad_scaler(args, procs.device), runtime.autocast_type(args)
-    offset = start["epoch"] if start is not None else 0  # snapshots and data draws count on from the checkpoint's
+    # one numbering of epochs throughout, the original's: this run's epochs count on from the checkpoint's
+    # (its data draws too, fge-<epoch>.pt, the printed and recorded epochs); the cycle counts this run's
+    offset = start["epoch"] if start is not None else 0
+    snapshots = [offset + e for e in snapshots]
     ensemble = ensembles.ProbabilityEnsemble()
     snapshot_acc, ensemble_acc = [], []
     ckpt = run.load()
@@ -108,13 +112,13 @@ def main(argv=None) -> None:
     elif start is not None:
         # swa.pt has no optimizer state: momentum then starts from zero; the flags' momentum and wd win
         cli.restore_training(start, model, optimizer, None, args.momentum, args.wd)
-    run.open_records(resume_epoch=done if ckpt else None)
+    run.open_records(resume_epoch=offset + done if ckpt else None)
     forward = cli.maybe_compile(procs.wrap(model), args.compile)
     run.set_payload(lambda: cli.model_payload(args, dataset, model, optimizer, scaler, ensemble=ensemble.state(),
                                               snapshot_acc=snapshot_acc, ensemble_acc=ensemble_acc))
     name = "FGE" if args.schedule == "linear" else "SSE"
     if procs.is_main:
-        print(f"{name}: {args.epochs} epochs from epoch {offset}, cycle {args.cycle}, "
+        print(f"{name}: epochs {offset + 1} to {offset + args.epochs}, cycle {args.cycle}, "
               f"snapshots after epochs {', '.join(map(str, snapshots))}", flush=True)
 
     def lr_at(epoch: int, fraction: float) -> float:
@@ -139,11 +143,11 @@ def main(argv=None) -> None:
                 runtime.save_checkpoint(path, cli.model_payload(args, dataset, model, optimizer, epoch=offset + epoch + 1))
         ens = ensemble.metrics(labels) if ensemble.size else {}
         lr = lr_at(epoch, 1.0)  # the rate the epoch ends at: lr_2 (or 0) at a snapshot
-        row = {"epoch": epoch + 1, "lr": lr, "train_loss": train["loss"], "train_acc": train["accuracy"],
+        row = {"epoch": offset + epoch + 1, "lr": lr, "train_loss": train["loss"], "train_acc": train["accuracy"],
                "test_nll": test["nll"], "test_acc": test["accuracy"], "snapshot": int(snapshot),
                "ensemble_size": ensemble.size, "ens_nll": ens.get("nll"), "ens_acc": ens.get("accuracy"),
                "ens_ece": ens.get("ece"), "time": time.time() - started}
-        table.print({"ep": epoch + 1, "lr": lr, "tr_loss": train["loss"], "tr_acc": train["accuracy"],
+        table.print({"ep": offset + epoch + 1, "lr": lr, "tr_loss": train["loss"], "tr_acc": train["accuracy"],
                      "te_nll": test["nll"], "te_acc": test["accuracy"], "ens": ensemble.size,
                      "ens_nll": ens.get("nll"), "ens_acc": ens.get("accuracy"), "time": row["time"]})
         run.log(row)

@@ -56,6 +56,8 @@ def plot_ensemble_accuracy(path: str, model_acc: list[float], ens_acc: list[floa
     if title:
         ax.set_title(title)
     ax.xaxis.get_major_locator().set_params(integer=True)
+    bottom, top = ax.get_ylim()
+    ax.set_ylim(bottom, min(top, 100.5))  # no accuracy above 100% on the axis
     ax.grid(alpha=0.3)
     ax.legend()
     fig.tight_layout()

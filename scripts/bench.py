@@ -36,7 +36,7 @@ import torchvision.transforms as T
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import data  # noqa: E402
-import eval_curve  # noqa: E402
+import curves  # noqa: E402
 import models  # noqa: E402
 import runtime  # noqa: E402
 import utils  # noqa: E402
@@ -298,8 +298,8 @@ def _training_flops(step) -> float:
 
 
 def bench_eval_curve(root, ours: data.Dataset, train_images: int, test_images: int, device, repeats: int) -> dict:
-    """One curve point of PreResNet20 (BatchNorm update, train and test evaluation): eval_curve.py's
-    ``evaluate_point`` against the original approach (a DataLoader of the augmented training images in
+    """One curve point of PreResNet20 (BatchNorm update, train and test evaluation):
+    ``curves.evaluate_point``, as eval_curve.py runs it, against the original approach (a DataLoader of the augmented training images in
     order and the plain test images, batch 128, fp32, the weights at t recomputed for every batch,
     an ``.item()`` per batch)."""
     t = 0.5
@@ -321,7 +321,7 @@ def bench_eval_curve(root, ours: data.Dataset, train_images: int, test_images: i
     def ours_point(channels_last: bool, amp: bool):
         curve = _preresnet_curve(device, channels_last)
         loaders = data.make_loaders(subset, BATCH, "VGG", device=device, channels_last=channels_last)
-        return lambda: eval_curve.evaluate_point(curve, t, loaders["train_augmented"], loaders["test"],
+        return lambda: curves.evaluate_point(curve, t, loaders["train_augmented"], loaders["test"],
                                                  wd=5e-4, amp=amp)
 
     contenders = {f"reference_workers{w}": reference(w) for w in WORKERS}

@@ -59,7 +59,8 @@ parse_options() {  # sets POSITIONAL, DRY_RUN, SUBMIT (the options for scripts/s
     HERE=$((!DRY_RUN && !${#SUBMIT[@]}))  # 1: the commands run here, one after the other
 }
 
-parse_args() {  # the table scripts': DATA_PATH OUT_DIR and the options; sets DATA and OUT
+parse_args() {  # the table scripts': DATA_PATH OUT_DIR and the options; sets DATA and OUT (a table script then
+    # sets NAMES_FROM=$OUT/<table>, so that its runs are named <dataset>/<model>/<run>)
     parse_options "$@"
     [[ ${#POSITIONAL[@]} == 2 ]] || fail "expected DATA_PATH and OUT_DIR"
     DATA=$(absolute "${POSITIONAL[0]}")
@@ -103,6 +104,7 @@ run() {
 finish() {
     if ((${#SUBMIT[@]})); then
         if ((DRY_RUN)); then SUBMIT+=(--dry-run); fi
+        if [[ -n ${NAMES_FROM:-} ]]; then SUBMIT+=("--names_from=$NAMES_FROM"); fi  # a table's OUT_DIR/<table>
         python3 "$ROOT/scripts/submit.py" "${SUBMIT[@]}" <<<"$(printf '%s\n' "${LIST[@]}")"
     fi
 }

@@ -25,6 +25,7 @@
 # (endpoints and PolyChain rows: see PAPER in scripts/collect.py)
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 parse_args "$@"
+NAMES_FROM=$OUT/curves  # job names <dataset>/<model>/<run>
 
 # The READMEs' commands.   endpoints:       curve:
 #  model            transform  epochs lr   wd    epochs lr    wd

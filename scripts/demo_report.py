@@ -1,224 +1,42 @@
-"""The demo's closing table, its figures file and pictures, from the runs scripts/demo.sh wrote.
+"""The demo's closing tables, its record and pictures, from the runs scripts/demo.sh wrote.
 
     python scripts/demo_report.py runs/demo [--seconds S]
 
-Reads the runs' summary.json files (and the segment's and curve's curve.npz, the plane's
-plane.npz, the FGE run's metrics.csv, the line's subspace.csv); writes <dir>/summary.json (the
-table's figures), <dir>/figures.json (the same, with the arrays behind the pictures and the
-machine they were measured on: what ``scripts/readme.py --from <dir>`` records as
-docs/demo.json) and the pictures curve_vs_segment.png, fge_ensemble.png and noisy_labels.png,
-and prints the two tables: mode connectivity, and the methods on noisy labels.
+Writes <dir>/summary.json (the tables' figures), <dir>/figures.json (the record: the figures, the
+arrays behind the pictures, the machine; ``make readme`` keeps it as docs/demo.json) and the
+pictures curve_vs_segment.png, fge_ensemble.png and noisy_labels.png, and prints the two tables.
 """
 from __future__ import annotations
 
-import argparse
-import csv
-import datetime
 import json
 import os
-import platform
 import sys
 
-import numpy as np
-import torch
 from tabulate import tabulate
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-import ensembles  # noqa: E402
-
-RUNS = ("endpoint-1", "endpoint-2", "segment", "curve-eval", "plane",
-        "sgd-1", "sgd-2", "ind", "fge", "swa", "line", "one", "espro")
-
-
-def fail(message: str) -> None:
-    print(f"error: {message}", file=sys.stderr)
-    sys.exit(2)
-
-
-def read_summaries(folder: str) -> dict:
-    summaries = {}
-    for run in RUNS:
-        path = os.path.join(folder, run, "summary.json")
-        if not os.path.isfile(path):
-            fail(f"{path} is missing: run scripts/demo.sh first")
-        with open(path) as f:
-            summaries[run] = json.load(f)
-    return summaries
-
-
-def collect(folder: str) -> dict:
-    """The demo's record: the table's figures, the arrays its pictures are drawn from, the machine."""
-    s = read_summaries(folder)
-    endpoints = [100.0 - s[f"endpoint-{i}"]["test_acc"] for i in (1, 2)]
-    figures = {  # part 1: mode connectivity
-        "endpoint_test_err": endpoints,
-        "endpoint_test_nll": [s[f"endpoint-{i}"]["test_nll"] for i in (1, 2)],
-        "segment_max_test_err": s["segment"]["test_err"]["max"],
-        "segment_max_test_nll": s["segment"]["test_nll"]["max"],
-        "curve_max_test_err": s["curve-eval"]["test_err"]["max"],
-        "curve_max_test_nll": s["curve-eval"]["test_nll"]["max"],
-    }
-    # part 2, on noisy labels: test error %, NLL and ECE of each method
-    noisy = {
-        "sgd": [(s[f"sgd-{i}"]["test_acc"], s[f"sgd-{i}"]["test_nll"], s[f"sgd-{i}"]["test_ece"]) for i in (1, 2)],
-        "ind": (s["ind"]["ens_acc"], s["ind"]["ens_nll"], s["ind"]["ens_ece"]),
-        "fge": (s["fge"]["ens_acc"], s["fge"]["ens_nll"], s["fge"]["ens_ece"]),
-        "swa": (s["swa"]["swa_test_acc"], s["swa"]["swa_test_nll"], s["swa"]["swa_test_ece"]),
-        "line_midpoint": (s["line"]["midpoint_acc"], s["line"]["midpoint_nll"], s["line"]["midpoint_ece"]),
-        "one": (s["one"]["test_acc"], s["one"]["test_nll"], s["one"]["test_ece"]),
-        "line_endpoints": (s["line"]["endpoint_ensemble_acc"], s["line"]["endpoint_ensemble_nll"],
-                           s["line"]["endpoint_ensemble_ece"]),
-        "espro": (s["espro"]["ensemble_acc"], s["espro"]["ensemble_nll"], s["espro"]["ensemble_ece"]),
-    }
-    for name, value in noisy.items():
-        as_error = (lambda acc, nll, ece: {"test_err": 100.0 - acc, "test_nll": nll, "test_ece": ece})
-        figures[f"noisy_{name}"] = [as_error(*v) for v in value] if name == "sgd" else as_error(*value)
-    figures.update({"fge_size": s["fge"]["ensemble_size"], "swa_n": s["swa"]["swa_n"],
-                    "espro_simplexes": s["espro"]["num_simplexes"], "espro_vertices": s["espro"]["num_vertices"],
-                    "espro_samples": s["espro"]["num_test_samples"], "espro_volume": s["espro"]["volume"],
-                    "spro_test_err": 100.0 - s["espro"]["ensemble_acc_by_simplexes"][0],
-                    "label_noise": read_args(folder, "sgd-1").get("label_noise")})
-    # the barrier: how far the worst point of a path rises above the worse endpoint
-    figures["segment_barrier"] = figures["segment_max_test_err"] - max(endpoints)
-    figures["curve_barrier"] = figures["curve_max_test_err"] - max(endpoints)
-    paths = {}
-    for run, name in (("segment", "segment"), ("curve-eval", "curve")):
-        points = np.load(os.path.join(folder, run, "curve.npz"))
-        paths[name] = {"ts": points["ts"].tolist(), "te_err": points["te_err"].tolist(),
-                       "tr_loss": points["tr_loss"].tolist()}
-    with open(os.path.join(folder, "fge", "metrics.csv"), newline="") as f:
-        rows = [r for r in csv.DictReader(f) if r["snapshot"] == "1"]
-    fge = {"snapshot_acc": [float(r["test_acc"]) for r in rows], "ensemble_acc": [float(r["ens_acc"]) for r in rows]}
-    with open(os.path.join(folder, "line", "subspace.csv"), newline="") as f:
-        rows = list(csv.DictReader(f))
-    line = {"alpha": [float(r["alpha"]) for r in rows], "test_err": [100.0 - float(r["test_acc"]) for r in rows],
-            "pair_err": [100.0 - float(r["pair_acc"]) for r in rows]}
-    plane = dict(np.load(os.path.join(folder, "plane", "plane.npz")))
-    plane = {k: v.tolist() for k, v in plane.items()}
-    plane["points"], plane["dx"], plane["dy"] = s["plane"]["points"], s["plane"]["dx"], s["plane"]["dy"]
-    return {"figures": figures, "paths": paths, "fge": fge, "line": line, "plane": plane, "machine": machine()}
-
-
-def read_args(folder: str, run: str) -> dict:
-    with open(os.path.join(folder, run, "args.json")) as f:
-        return json.load(f)
-
-
-def machine() -> dict:
-    name = platform.processor() or platform.machine()
-    if os.path.exists("/proc/cpuinfo"):
-        with open("/proc/cpuinfo") as f:
-            name = next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), name)
-    return {"cpu": name, "cores": os.cpu_count(), "threads": torch.get_num_threads(), "torch": torch.__version__,
-            "python": platform.python_version(), "date": datetime.date.today().isoformat()}
-
-
-def table(record: dict) -> list[list]:
-    """Part 1's rows (mode connectivity): path, test error %, test NLL."""
-    f = record["figures"]
-    return [
-        ["Endpoint 1 (seed 1)", f["endpoint_test_err"][0], f["endpoint_test_nll"][0]],
-        ["Endpoint 2 (seed 2)", f["endpoint_test_err"][1], f["endpoint_test_nll"][1]],
-        ["Straight segment, worst point", f["segment_max_test_err"], f["segment_max_test_nll"]],
-        ["Bezier curve, worst point", f["curve_max_test_err"], f["curve_max_test_nll"]],
-    ]
-
-
-def noisy_table(record: dict) -> list[list]:
-    """Part 2's rows (noisy labels): method, test error %, test NLL, test ECE."""
-    f = record["figures"]
-    rows = [(f"SGD {i}", f["noisy_sgd"][i - 1]) for i in (1, 2)] + [
-        (f"SWA: average of {f['swa_n']} models", f["noisy_swa"]),
-        (f"FGE: ensemble of {f['fge_size']} snapshots", f["noisy_fge"]),
-        ("One network, the line's schedule", f["noisy_one"]),
-        ("Line: its midpoint", f["noisy_line_midpoint"]),
-        ("Line: ensemble of its endpoints", f["noisy_line_endpoints"]),
-        ("Ind: ensemble of SGD 1 and 2", f["noisy_ind"]),
-        (f"ESPRO: {f['espro_samples']} points from each of {f['espro_simplexes']} simplexes", f["noisy_espro"]),
-    ]
-    return [[name, v["test_err"], v["test_nll"], v["test_ece"]] for name, v in rows]
-
-
-# --------------------------------------------------------------------------- pictures
-
-def draw(record: dict, folder: str) -> dict:
-    """The demo's pictures, drawn from its record into ``folder``; returns their paths by name."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    paths = {"curve": os.path.join(folder, "curve_vs_segment.png"), "fge": os.path.join(folder, "fge_ensemble.png"),
-             "noisy": os.path.join(folder, "noisy_labels.png")}
-    fig, ax = plt.subplots(figsize=(5.5, 3.6), dpi=110)
-    for name, label, color in (("segment", "straight segment", "tab:gray"), ("curve", "Bezier curve", "tab:red")):
-        points = record["paths"][name]
-        ax.plot(points["ts"], points["te_err"], "-", color=color, label=label, lw=2)
-    ax.plot([0, 1], record["figures"]["endpoint_test_err"], "o", color="black", label="endpoints", zorder=3)
-    ax.set_xlabel("t")
-    ax.set_ylabel("test error (%)")
-    ax.set_title("Mode connectivity: ConvFC on DIGITS")
-    ax.set_ylim(bottom=0)
-    ax.grid(alpha=0.3)
-    ax.legend()
-    fig.tight_layout()
-    fig.savefig(paths["curve"])
-    plt.close(fig)
-    ensembles.plot_ensemble_accuracy(paths["fge"], record["fge"]["snapshot_acc"], record["fge"]["ensemble_acc"],
-                                     title=f"FGE: ResNet20 on DIGITS, {noise_label(record)}")
-    draw_noisy(record, paths["noisy"])
-    return paths
-
-
-def noise_label(record: dict) -> str:
-    return f"{100 * (record['figures']['label_noise'] or 0):g}% of labels random"
-
-
-def draw_noisy(record: dict, path: str) -> None:
-    """The line's test error along alpha (each point, and each point with its mirror 1 - alpha
-    ensembled), beside the other methods' errors as levels."""
-    import matplotlib.pyplot as plt
-
-    f, line = record["figures"], record["line"]
-    fig, ax = plt.subplots(figsize=(6.2, 3.8), dpi=110)
-    ax.plot(line["alpha"], line["test_err"], "-o", ms=3, color="tab:red", lw=2, label="line: the point at alpha")
-    ax.plot(line["alpha"], line["pair_err"], "--", color="tab:red", lw=1.5, label="line: alpha and 1 - alpha ensembled")
-    levels = [("SGD (mean of 2)", sum(v["test_err"] for v in f["noisy_sgd"]) / 2, "black"),
-              ("one network, the line's schedule", f["noisy_one"]["test_err"], "tab:orange"),
-              ("SWA", f["noisy_swa"]["test_err"], "tab:green"), ("FGE", f["noisy_fge"]["test_err"], "tab:olive"),
-              ("Ind (2 SGD)", f["noisy_ind"]["test_err"], "tab:blue"),
-              ("ESPRO (2 simplexes)", f["noisy_espro"]["test_err"], "tab:purple")]
-    for (label, err, color), style in zip(levels, (":", ":", "-.", "-.", ":", "--")):
-        ax.axhline(err, color=color, ls=style, lw=1.2, label=f"{label}: {err:.1f}%")
-    ax.set_xlabel("alpha (0 and 1: the line's endpoints)")
-    ax.set_ylabel("test error (%)")
-    ax.set_title(f"ResNet20 on DIGITS, {noise_label(record)}")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
-    fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
+import cli  # noqa: E402
+import runtime  # noqa: E402
+from reports import demo  # noqa: E402
 
 
 def main(argv=None) -> None:
-    parser = argparse.ArgumentParser(description="The demo's table, figures file and pictures.")
+    parser = cli.ArgumentParser(description="The demo's table, figures file and pictures.")
     parser.add_argument("folder", help="the demo's output folder (runs/demo)")
     parser.add_argument("--seconds", type=float, default=None, help="how long the demo took, to record")
     args = parser.parse_args(argv)
-    record = collect(args.folder)
+    record = demo.collect(args.folder)
     record["seconds"] = args.seconds
-    print(tabulate(table(record), ["path (ConvFC on DIGITS)", "test error %", "test NLL"], floatfmt=".3f"))
+    print(tabulate(demo.table(record), ["path (ConvFC on DIGITS)", "test error %", "test NLL"], floatfmt=".3f"))
     f = record["figures"]
     print(f"\nbarrier above the worse endpoint: segment {f['segment_barrier']:.2f} points, "
           f"curve {f['curve_barrier']:.2f} points\n")
-    print(tabulate(noisy_table(record), [f"method (ResNet20 on DIGITS, {noise_label(record)})", "test error %",
-                                         "test NLL", "test ECE"], floatfmt=".3f"))
-    with open(os.path.join(args.folder, "summary.json"), "w") as out:
-        json.dump(f, out, indent=2)
-    with open(os.path.join(args.folder, "figures.json"), "w") as out:
-        json.dump(record, out)
-    draw(record, args.folder)
+    print(tabulate(demo.noisy_table(record), [f"method (ResNet20 on DIGITS, {demo.noise_label(record)})",
+                                              "test error %", "test NLL", "test ECE"], floatfmt=".3f"))
+    runtime.write_atomic(os.path.join(args.folder, "summary.json"), json.dumps(f, indent=2) + "\n")
+    runtime.write_atomic(os.path.join(args.folder, "figures.json"), json.dumps(record))
+    demo.draw(record, args.folder)
 
 
 if __name__ == "__main__":
-    main()
+    cli.run(main)

@@ -28,6 +28,7 @@
 #                    FGE                 82.3 ± 0.2  82.9       83.2
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 parse_args "$@"
+NAMES_FROM=$OUT/fge  # job names <dataset>/<model>/<run>
 
 B=200
 # The README's commands.  endpoint:     FGE:

@@ -22,8 +22,7 @@ from tabulate import tabulate
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
-sys.path.insert(0, os.path.join(ROOT, "scripts"))
-import demo_report  # noqa: E402
+from reports import demo as demo_report  # noqa: E402
 
 RECORD = os.path.join(ROOT, "docs", "demo.json")
 README = os.path.join(ROOT, "README.md")

@@ -31,6 +31,7 @@
 # available here that states them, so collect.py marks its paper column "unconfirmed".
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 parse_args "$@"
+NAMES_FROM=$OUT/simplexes  # job names <dataset>/<model>/<run>
 
 #  dataset   epochs a vertex
 SETTINGS=(

@@ -48,6 +48,9 @@ def build_parser() -> argparse.ArgumentParser:
     where.add_argument("--slurm", action="store_true", help="submit each run as its own SLURM job")
     parser.add_argument("--dry-run", "--dry_run", action="store_true",
                         help="print the Makefile (--gpus) or the sbatch commands (--slurm); run nothing")
+    parser.add_argument("--names_from", "--names-from", metavar="DIR",
+                        help="runs are named by their folders' paths under DIR, e.g. CIFAR100/VGG16/fge-run1 "
+                             "(default: the folder that holds them all)")
     slurm = parser.add_argument_group("SLURM (with --slurm)")
     slurm.add_argument("--partition", help="the partition (default: the cluster's default)")
     slurm.add_argument("--time", help="the time limit of each job: MM, HH:MM:SS or D-HH:MM:SS "
@@ -80,8 +83,9 @@ class Run:
         return self.dir is not None and os.path.exists(os.path.join(self.dir, "summary.json"))
 
 
-def read_runs(lines: list[str]) -> tuple[str, list[Run]]:
-    """The working folder and the runs of a dry run's output, with their dependencies."""
+def read_runs(lines: list[str], names_from: str | None = None) -> tuple[str, list[Run]]:
+    """The working folder and the runs of a dry run's output, with their dependencies; each run named
+    by its folder's path under ``names_from`` (default: the folder that holds them all)."""
     cwd, runs = os.getcwd(), []
     for line in lines:
         line = line.strip()
@@ -107,6 +111,8 @@ def read_runs(lines: list[str]) -> tuple[str, list[Run]]:
         fail("no commands on stdin (pipe in a table script's --dry-run output)")
     # names relative to the runs' common parent (curves/CIFAR10/VGG16/endpoint-1); logs beside the folders
     parent = os.path.commonpath([os.path.dirname(r.dir) for r in runs if r.dir] or [cwd])
+    if names_from:
+        parent = os.path.normpath(os.path.join(cwd, names_from))
     for run in runs:
         script = next((w for w in run.words if w.endswith(".py")), run.words[0])
         path = run.dir or os.path.join(parent, os.path.splitext(os.path.basename(script))[0])
@@ -288,7 +294,7 @@ def submit(args, cwd: str, runs: list[Run]) -> int:
 
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
-    cwd, runs = read_runs(sys.stdin.read().splitlines())
+    cwd, runs = read_runs(sys.stdin.read().splitlines(), args.names_from)
     return submit(args, cwd, runs) if args.slurm else run_on_gpus(args, cwd, runs)
 
 

@@ -23,6 +23,7 @@
 # that states them, so collect.py marks its paper column "unconfirmed".
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 parse_args "$@"
+NAMES_FROM=$OUT/subspaces  # job names <dataset>/<model>/<run>
 
 dir=$OUT/subspaces/CIFAR10/cResNet20
 common=(--dataset=CIFAR10 --data_path="$DATA" --use_test --transform=VGG --model=cResNet20 --epochs=160 --lr=0.1

@@ -23,6 +23,7 @@
 #              WideResNet28x10 (200)    96.18 ± 0.11  96.45 ± 0.11  96.64 ± 0.08  96.79 ± 0.05
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 parse_args "$@"
+NAMES_FROM=$OUT/swa  # job names <dataset>/<model>/<run>
 
 # The README's commands (the same for both datasets except PreResNet's swa_lr).
 #  dataset  model            transform  B    lr_init wd    swa_start swa_lr

@@ -54,7 +54,7 @@ def test_fge_collects_snapshots_and_eval_ensemble_agrees(tmp_path, mlp_checkpoin
     assert {"fge-2.pt", "fge-4.pt", "ensemble.png", "metrics.csv", "args.json", "command.sh"} \
         <= set(os.listdir(out))
     result = summary(out)
-    assert result["ensemble_size"] == 2 and result["snapshot_epochs"] == [1, 3]
+    assert result["ensemble_size"] == 2 and result["snapshot_epochs"] == [2, 4]  # the files' numbering
     assert {"ensemble_size", "ens_acc", "ens_nll", "model_acc"} <= set(result)
     with open(out / "metrics.csv") as f:
         rows = list(csv.DictReader(f))
