@@ -269,3 +269,80 @@ def test_width_rule_on_a_made_up_curve():
         landscape.width(r, [1.0] * 5, rise=0.0)
     with pytest.raises(ValueError):
         landscape.width([0.0, 2.0, 1.0], [1.0, 2.0, 3.0], rise=0.1)
+
+
+# --------------------------------------------------------------------------- hessian.py
+
+def pyhessian_top_eigenvalue(model, x, y, iterations: int) -> float:
+    """PyHessian's single-batch power iteration, with torch.autograd's double backward (not torch.func)."""
+    model.eval()
+    params = list(model.parameters())
+    grads = torch.autograd.grad(F.cross_entropy(model(x), y), params, create_graph=True)
+    g = torch.Generator().manual_seed(0)
+    v = [torch.randn(p.shape, generator=g) for p in params]
+    value = 0.0
+    for _ in range(iterations):
+        length = math.sqrt(sum(float((t * t).sum()) for t in v))
+        v = [t / length for t in v]
+        hv = torch.autograd.grad(grads, params, grad_outputs=v, retain_graph=True)
+        value = sum(float((a * b).sum()) for a, b in zip(hv, v))
+        v = [t.detach() for t in hv]
+    return value
+
+
+def test_hessian_script_end_to_end(tmp_path, capsys):
+    import importlib
+
+    import cli
+    import data
+    import utils
+    from conftest import random_checkpoint
+
+    ckpt = random_checkpoint(tmp_path / "mlp.pt", "MLP", 0)
+    out = tmp_path / "run"
+    args = [f"--dir={out}", f"--ckpt={ckpt}", "--top_k=2", "--trace", "--num_images=40", "--batch_size=16",
+            "--max_iter=300", "--tol=1e-7", "--trace_max_iter=5", "--trace_tol=0", "--device=cpu"]
+    script = importlib.import_module("hessian")
+    cli.run(script.main, args)
+    printed = capsys.readouterr().out
+    summary = json.loads((out / "summary.json").read_text())
+    values = summary["eigenvalues"]
+    assert len(values) == 2 and values[0] >= values[1] > 0 and summary["eigenvalues_converged"]
+    assert summary["num_images"] == 40 and summary["num_parameters"] == 85002
+    assert summary["trace_samples"] == 5 and summary["trace_stderr"] > 0 and summary["trace"] > values[0]
+    assert {"command.sh", "args.json", "metrics.csv", "summary.json"} <= set(os.listdir(out))
+    rows = (out / "metrics.csv").read_text().splitlines()
+    assert rows[0] == "k,eigenvalue,iterations,converged" and len(rows) == 3
+    assert "trace" in printed and "eigenvalue" in printed
+    # the first 40 training images of the checkpoint's split (DIGITS without --use_test), as they are
+    dataset = data.load_dataset("DIGITS", use_test=False)
+    (mean,), (std,) = data.normalisation("VGG", 1)
+    x = (dataset.train.images[:40].float() / 255 - mean) / std
+    model = utils.model_from_checkpoint(utils.load_checkpoint(ckpt))
+    assert values[0] == pytest.approx(pyhessian_top_eigenvalue(model, x, dataset.train.labels[:40], 300), rel=1e-4)
+    cli.run(script.main, args)  # a finished run is left as it is
+    assert "nothing to do" in capsys.readouterr().out and json.loads((out / "summary.json").read_text()) == summary
+
+
+def test_hessian_script_bad_inputs(tmp_path, capsys):
+    import importlib
+
+    import utils
+    from conftest import random_checkpoint, user_error
+
+    script = importlib.import_module("hessian")
+    ckpt = random_checkpoint(tmp_path / "mlp.pt", "MLP", 0)
+    curve = tmp_path / "curve.pt"
+    utils.save_checkpoint(str(curve), {"kind": "curve", "model": "MLP", "model_state": {}})
+    out = tmp_path / "run"
+    cases = {
+        "does not exist": [f"--ckpt={tmp_path / 'missing.pt'}"],
+        "'curve' checkpoint": [f"--ckpt={curve}"],
+        "has 1077 images": [f"--ckpt={ckpt}", "--num_images=5000"],
+        "top_k": [f"--ckpt={ckpt}", "--top_k=0"],
+        "float32": [f"--ckpt={ckpt}", "--amp"],
+        "trace_max_iter": [f"--ckpt={ckpt}", "--trace", "--trace_max_iter=1"],
+    }
+    for expected, argv in cases.items():
+        assert expected in user_error(capsys, script.main, f"--dir={out}", "--device=cpu", *argv)
+        assert not out.exists()  # nothing written
