@@ -45,15 +45,16 @@ class HessianOperator:
 
     Vectors are flat, in ``named_parameters()`` order (``flatten``/``unflatten`` convert to
     and from dicts by name). The model is put in evaluation mode; its parameters and buffers
-    are read, never changed.
+    are copied (the operator keeps the Hessian at the weights it was made at), never changed.
     """
 
     def __init__(self, model: nn.Module, batches: Iterable, retain_graphs: bool = True):
         model.eval()
         self.model = model
         self.names = [name for name, _ in model.named_parameters()]
-        self.params = {name: p.detach() for name, p in model.named_parameters()}
-        self.buffers = {name: b.detach() for name, b in model.named_buffers()}
+        # copies: the operator is the Hessian at these weights, whatever happens to the model later
+        self.params = {name: p.detach().clone() for name, p in model.named_parameters()}
+        self.buffers = {name: b.detach().clone() for name, b in model.named_buffers()}
         self.batches = [(x, y) for x, y in batches]
         self.num_images = sum(len(y) for _, y in self.batches)
         if self.num_images == 0:
