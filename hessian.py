@@ -8,9 +8,10 @@ PyHessian's example, ResNet20 on CIFAR-10 (200 images, the top eigenvalue and th
     python hessian.py --dir=runs/resnet20-hessian --ckpt=runs/resnet20/checkpoint-200.pt \
         --data_path=data --top_k=1 --trace --num_images=200
 
-On DIGITS in seconds (ConvFC from `make demo`; an SGD and an SWA solution compare):
+On DIGITS, `make demo`'s SGD and SWA solutions (ResNet20, noisy labels) compared:
 
-    python hessian.py --dir=runs/demo/hessian-sgd --ckpt=runs/demo/sgd1/checkpoint-20.pt --top_k=3 --trace
+    python hessian.py --dir=runs/demo/hessian-sgd --ckpt=runs/demo/sgd-1/checkpoint-20.pt --top_k=3 --trace
+    python hessian.py --dir=runs/demo/hessian-swa --ckpt=runs/demo/swa/swa.pt --top_k=3 --trace
 
 Eigenvalues: power iteration with deflation (at most --max_iter products each, until the
 estimate changes by less than --tol relative); trace: Hutchinson's estimator with Rademacher

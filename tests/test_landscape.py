@@ -346,3 +346,52 @@ def test_hessian_script_bad_inputs(tmp_path, capsys):
     for expected, argv in cases.items():
         assert expected in user_error(capsys, script.main, f"--dir={out}", "--device=cpu", *argv)
         assert not out.exists()  # nothing written
+
+
+# --------------------------------------------------------------------------- surface.py
+
+def test_surface_script_1d_and_2d(tmp_path, capsys):
+    import csv
+    import importlib
+
+    import cli
+    import data
+    import utils
+    from conftest import random_checkpoint, user_error
+
+    script = importlib.import_module("surface")
+    ckpt = random_checkpoint(tmp_path / "mlp.pt", "MLP", 0)
+    one = tmp_path / "1d"
+    cli.run(script.main, [f"--dir={one}", f"--ckpt={ckpt}", "--x=-1:1:3", "--device=cpu", "--seed=4"])
+    with open(one / "metrics.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert [float(r["x"]) for r in rows] == [-1.0, 0.0, 1.0]
+    summary = json.loads((one / "summary.json").read_text())
+    assert summary["dimensions"] == 1 and summary["points"] == 3
+    assert float(rows[1]["tr_loss"]) == pytest.approx(summary["checkpoint"]["train_loss"])
+    assert {"surface.npz", "surface.png", "command.sh", "args.json"} <= set(os.listdir(one))
+    # x = 1 is w + d, d net_plotter's filter rule (--xignore biasbn) on Gaussian draws from the seed,
+    # evaluated on DIGITS' training images without --use_test, as they are
+    model = utils.model_from_checkpoint(utils.load_checkpoint(ckpt))
+    g = torch.Generator().manual_seed(4)
+    gaussian = {name: torch.randn(p.shape, generator=g) for name, p in model.named_parameters()}
+    d = net_plotter_filter_rule(gaussian, model, "biasbn")
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            p.add_(d[name])
+    dataset = data.load_dataset("DIGITS", use_test=False)
+    (mean,), (std,) = data.normalisation("VGG", 1)
+    with torch.no_grad():
+        logits = model.eval()((dataset.train.images.float() / 255 - mean) / std)
+    assert float(rows[2]["tr_nll"]) == pytest.approx(float(F.cross_entropy(logits, dataset.train.labels)), rel=1e-5)
+
+    two = tmp_path / "2d"
+    cli.run(script.main, [f"--dir={two}", f"--ckpt={ckpt}", "--x=-1:1:2", "--y=0:0.5:3", "--xignore=",
+                          "--device=cpu"])
+    arrays = np.load(two / "surface.npz")
+    assert arrays["tr_loss"].shape == (2, 3) and list(arrays["ycoordinates"]) == [0.0, 0.25, 0.5]
+    assert json.loads((two / "summary.json").read_text())["dimensions"] == 2
+    capsys.readouterr()
+    for bad in (["--x=1:-1:5"], ["--x=0:1"], ["--xignore=all"]):
+        assert "error:" in user_error(capsys, script.main, f"--dir={tmp_path / 'bad'}", f"--ckpt={ckpt}", *bad)
+    assert not (tmp_path / "bad").exists()
