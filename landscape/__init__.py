@@ -1,8 +1,17 @@
-"""The loss landscape around networks: the plane through three points of weight space (its basis,
-coordinates, grid and picture).
+"""The loss landscape around trained networks: the plane through three points of weight space,
+directions in weight space and points along them, the width of a minimum along rays, and the Hessian.
 
-Modules: ``planes``. Nothing here parses arguments or prints.
+Modules: ``planes`` (the plane's basis, coordinates, grid and picture), ``directions`` (random and
+filter-normalised directions, rays, widths), ``hessian`` (Hessian-vector products through torch.func,
+top eigenvalues, Hutchinson's trace). Nothing here parses arguments or prints.
 """
+from landscape.directions import (BIAS_BN_RULES, combine, filter_normalized_direction, gaussian_direction,
+                                  load_weights, measure_line, measure_plane, measure_ray, norm, ray_distances,
+                                  sphere_direction, weights, width)
+from landscape.hessian import Eigen, HessianOperator, Trace, hutchinson_trace, rademacher, top_eigenvalues
 from landscape.planes import Plane, bend_state, contour_levels, flatten, l2, load_flat, plot_plane
 
-__all__ = ["Plane", "bend_state", "contour_levels", "flatten", "l2", "load_flat", "plot_plane"]
+__all__ = ["BIAS_BN_RULES", "combine", "filter_normalized_direction", "gaussian_direction", "load_weights",
+           "measure_line", "measure_plane", "measure_ray", "norm", "ray_distances", "sphere_direction", "weights",
+           "width", "Eigen", "HessianOperator", "Trace", "hutchinson_trace", "rademacher", "top_eigenvalues",
+           "Plane", "bend_state", "contour_levels", "flatten", "l2", "load_flat", "plot_plane"]

@@ -8,7 +8,8 @@ from conftest import ROOT, run_script
 
 RATIOS = ["pipeline_speedup", "train_speedup_convfc", "amp_speedup_vgg16", "curve_overhead_vgg16",
           "line_overhead_vgg16", "simplex_overhead_vgg16", "line_overhead_vgg16_of_best",
-          "eval_curve_speedup", "matmul_gflops_fp32", "matmul_gflops_bf16", "fraction_of_peak_vgg16"]
+          "eval_curve_speedup", "matmul_gflops_fp32", "matmul_gflops_bf16", "fraction_of_peak_vgg16",
+          "hvp_over_train_step", "hvp_over_train_step_recomputed"]
 ABSOLUTE = ["pipeline_images_per_s_ours", "pipeline_images_per_s_reference_workers0",
             "pipeline_images_per_s_reference_workers2", "train_images_per_s_ours_amp_channels_last",
             "train_images_per_s_reference_workers0", "vgg16_step_s_fp32", "vgg16_step_s_amp_channels_last",
