@@ -16,9 +16,13 @@ BatchNorm update and the train figures; --train_eval plain uses them as they are
 The test images are never augmented. dl is the distance between consecutive
 points' weights. --ensemble adds the accuracy and NLL of the mean of
 the softmax predictions over all points (the paper's curve ensemble).
-Writes curve.npz, curve.csv, curve.png, metrics.csv and summary.json in --dir.
+Writes curve.npz, curve.csv, curve.png, metrics.csv and summary.json in --dir. Stopped by
+SIGTERM or SIGUSR1 (exit 75 after the current point) or killed, the same command continues
+after the last point evaluated (points.pt), to the uninterrupted run's figures.
 """
 from __future__ import annotations
+
+import runtime  # first: from here on SIGTERM and SIGUSR1 are remembered, not fatal (runtime.signals)
 
 import csv
 import os
@@ -28,7 +32,6 @@ import torch
 
 import cli
 import curves
-import runtime
 import utils
 from runtime.errors import UserError
 
@@ -140,18 +143,25 @@ def plot(path: str, arrays: dict, title: str = "") -> None:
 def main(argv=None) -> None:
     args = build_parser().parse_args(argv)
     checkpoints = load_checkpoints(args)
-    opened = cli.open_run(args, "eval_curve", networks=checkpoints)
+    opened = cli.open_run(args, "eval_curve", saves=True, networks=checkpoints)
     if opened is None:  # finished: nothing to do
         return
     procs, run, dataset, loaders = opened
     curve = build_curve(args, checkpoints, dataset, procs.device)
     amp = runtime.autocast_type(args)
-    run.open_records()
+    # a run stopped or killed goes on after its last point: the points so far, and the ensemble's sum
+    records, state = run.resume_points()
+    ensemble = state["ensemble"].numpy() if "ensemble" in state else None
     table = cli.Table(["t", "tr_loss", "tr_nll", "tr_err", "te_nll", "te_err", "dl"])
 
-    records, previous, ensemble = [], None, None
+    ts = np.linspace(0.0, 1.0, args.num_points).tolist()
+    previous = None
+    if records:  # dl needs the last point's weights: recomputed from its t
+        with torch.no_grad():
+            previous = curve.weights(ts[len(records) - 1])
     train_loader = cli.train_eval_loader(args, loaders)
-    for i, t in enumerate(cli.progress(np.linspace(0.0, 1.0, args.num_points).tolist(), "points")):
+    for i, t in enumerate(cli.progress(ts[len(records):], "points", initial=len(records), total=len(ts)),
+                          len(records)):
         with torch.no_grad():
             weights = curve.weights(t)
         dl = 0.0 if previous is None else curves.distance(previous, weights)  # one point's weights held, not all
@@ -161,8 +171,8 @@ def main(argv=None) -> None:
         if args.ensemble:
             ensemble = probs if ensemble is None else ensemble + probs
         records.append(point)
-        run.log(point)
         table.print(point)
+        run.point_done(point, {"ensemble": torch.from_numpy(ensemble)} if args.ensemble else None)
 
     if run.path("curve.npz"):
         path = "straight segment" if not args.ckpt else f"{args.curve} curve, {args.num_bends} bends"

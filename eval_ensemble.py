@@ -13,6 +13,8 @@ as the original script, it only prints.
 """
 from __future__ import annotations
 
+import runtime  # first: from here on SIGTERM and SIGUSR1 are remembered, not fatal (runtime.signals)
+
 import sys
 
 import numpy as np
@@ -21,7 +23,6 @@ import torch
 import cli
 import ensembles
 import models
-import runtime
 import utils
 from runtime.errors import UserError
 
@@ -62,7 +63,7 @@ def load_checkpoints(args) -> list[dict]:
 def main(argv=None) -> None:
     args = build_parser().parse_args(sys.argv[1:] if argv is None else argv)
     ckpts = load_checkpoints(args)
-    opened = cli.open_run(args, "eval_ensemble", networks=dict(zip(args.ckpt, ckpts)))
+    opened = cli.open_run(args, "eval_ensemble", saves=False, networks=dict(zip(args.ckpt, ckpts)))
     if opened is None:  # finished: nothing to do
         return
     procs, run, dataset, loaders = opened

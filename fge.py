@@ -22,13 +22,14 @@ trains from scratch (--model and --dataset then needed).
 """
 from __future__ import annotations
 
+import runtime  # first: from here on SIGTERM and SIGUSR1 are remembered, not fatal (runtime.signals)
+
 import sys
 import time
 
 
 import cli
 import ensembles
-import runtime
 import utils
 from runtime.errors import UserError
 
@@ -88,7 +89,7 @@ def main(argv=None) -> None:
     args = build_parser().parse_args(sys.argv[1:] if argv is None else argv)
     snapshots = check_schedule(args)
     start = load_start(args)
-    opened = cli.open_run(args, "fge", networks={args.ckpt: start} if start is not None else None)
+    opened = cli.open_run(args, "fge", saves=True, networks={args.ckpt: start} if start is not None else None)
     if opened is None:  # finished: nothing to do
         return
     procs, run, dataset, loaders = opened

@@ -23,6 +23,8 @@ Writes summary.json (eigenvalues descending, trace, trace_stderr, trace_samples)
 """
 from __future__ import annotations
 
+import runtime  # first: from here on SIGTERM and SIGUSR1 are remembered, not fatal (runtime.signals)
+
 import math
 import os
 import sys
@@ -32,7 +34,6 @@ import torch
 import cli
 import data
 import models
-import runtime
 from runtime.errors import UserError
 from landscape import hessian as lh
 
@@ -90,7 +91,7 @@ def main(argv=None) -> None:
     ckpt = load(args)
     if int(os.environ.get("WORLD_SIZE", "1")) > 1:
         raise UserError("hessian.py runs in one process: start it without torchrun")
-    opened = cli.open_run(args, "hessian", networks={args.ckpt: ckpt})
+    opened = cli.open_run(args, "hessian", saves=False, networks={args.ckpt: ckpt})
     if opened is None:  # finished: nothing to do
         return
     procs, run, dataset, _ = opened

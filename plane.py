@@ -19,8 +19,12 @@ original code, the BatchNorm update and the train figures use the training image
 
 Writes plane.npz (the paper code's arrays), plane.png, metrics.csv (one row per grid
 point) and summary.json (the bends, the segment's and the curve's midpoints, the grid's range).
+Stopped by SIGTERM or SIGUSR1 (exit 75 after the current point) or killed, the same command
+continues after the last grid point evaluated (points.pt), to the uninterrupted run's figures.
 """
 from __future__ import annotations
+
+import runtime  # first: from here on SIGTERM and SIGUSR1 are remembered, not fatal (runtime.signals)
 
 import itertools
 import sys
@@ -33,7 +37,6 @@ import cli
 import curves
 import models
 import landscape
-import runtime
 from runtime.errors import UserError
 
 
@@ -99,7 +102,7 @@ def main(argv=None) -> None:
     is_curve = ckpt["kind"] == "curve"
     if args.wd is None:
         args.wd = float((ckpt.get("args") or {}).get("wd", 1e-4))
-    opened = cli.open_run(args, "plane", networks={args.ckpt[0]: ckpt})
+    opened = cli.open_run(args, "plane", saves=True, networks={args.ckpt[0]: ckpt})
     if opened is None:  # finished: nothing to do
         return
     procs, run, dataset, loaders = opened
@@ -125,13 +128,14 @@ def main(argv=None) -> None:
     if args.channels_last:
         module.to(memory_format=torch.channels_last)
     forward = cli.maybe_compile(module, args.compile)
-    run.open_records()
+    rows, _ = run.resume_points()  # a run stopped or killed goes on after its last grid point
     if procs.is_main:
         print(f"weight space: {plane.u.numel()} dimensions; |w2 - w0| = {plane.dx:.4g}, "
           f"distance of w1 from that line = {plane.dy:.4g}; train loss L2 term with wd = {args.wd:g}")
 
     train_loader = cli.train_eval_loader(args, loaders)
-    draws = itertools.count()  # each point's passes over augmented images get their own crops, a rerun the same
+    # each point's passes over augmented images get their own crops (numbered by the point), a rerun the same
+    draws = itertools.count(len(rows))
 
     def measure(weights: torch.Tensor) -> dict:
         landscape.load_flat(module, weights)
@@ -139,12 +143,12 @@ def main(argv=None) -> None:
                                        amp=amp, draw=next(draws))[0]
 
     G = args.grid_points
-    rows = []
-    for i, j in cli.progress(itertools.product(range(G), range(G)), "plane", total=G * G):
+    cells = list(itertools.product(range(G), range(G)))[len(rows):]
+    for i, j in cli.progress(cells, "plane", total=G * G, initial=len(rows)):
         x, y = grid[i, j]
         row = {"i": i, "j": j, "x": float(x), "y": float(y), **measure(plane.point(float(x), float(y)))}
-        run.log(row)
         rows.append(row)
+        run.point_done(row)
     keys = ["tr_loss", "tr_nll", "tr_acc", "tr_err", "te_loss", "te_nll", "te_acc", "te_err"]
     result = {"ts": ts, "bend_coordinates": bend_xy.numpy(), "curve_coordinates": curve_xy,
               "alphas": alphas, "betas": betas, "grid": grid,

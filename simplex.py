@@ -22,6 +22,8 @@ run continues where it stood: which simplex, which vertex, which epoch of it are
 """
 from __future__ import annotations
 
+import runtime  # first: from here on SIGTERM and SIGUSR1 are remembered, not fatal (runtime.signals)
+
 import sys
 import time
 
@@ -31,7 +33,6 @@ import torch
 import cli
 import curves
 import ensembles
-import runtime
 import utils
 from runtime.errors import UserError
 
@@ -131,7 +132,7 @@ def main(argv=None) -> None:
     argv = sys.argv[1:] if argv is None else list(argv)
     args = build_parser().parse_args(argv)
     starts = load_starts(args)
-    opened = cli.open_run(args, "simplex", networks={args.ckpt[0]: starts[0]})
+    opened = cli.open_run(args, "simplex", saves=True, networks={args.ckpt[0]: starts[0]})
     if opened is None:  # finished: nothing to do
         return
     procs, run, dataset, loaders = opened

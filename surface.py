@@ -24,6 +24,8 @@ metrics.csv (one row per point) and summary.json (the checkpoint's own figures, 
 """
 from __future__ import annotations
 
+import runtime  # first: from here on SIGTERM and SIGUSR1 are remembered, not fatal (runtime.signals)
+
 import itertools
 import sys
 
@@ -33,7 +35,6 @@ import torch
 import cli
 import curves
 import models
-import runtime
 from landscape import planes
 from landscape import directions
 
@@ -122,7 +123,7 @@ def main(argv=None) -> None:
     cli.resolve_split(args, False, {args.ckpt: ckpt}, evaluation_only=True)
     if args.wd is None:
         args.wd = float((ckpt.get("args") or {}).get("wd", 1e-4))
-    opened = cli.open_run(args, "surface", networks={args.ckpt: ckpt})
+    opened = cli.open_run(args, "surface", saves=False, networks={args.ckpt: ckpt})
     if opened is None:  # finished: nothing to do
         return
     procs, run, dataset, loaders = opened

@@ -27,6 +27,8 @@ Without --swa this is plain SGD with the SWA repository's schedule.
 """
 from __future__ import annotations
 
+import runtime  # first: from here on SIGTERM and SIGUSR1 are remembered, not fatal (runtime.signals)
+
 import sys
 import time
 
@@ -34,7 +36,6 @@ import time
 import cli
 import ensembles
 import models
-import runtime
 import utils
 from runtime.errors import UserError
 
@@ -74,7 +75,7 @@ def load_start(args, parser, argv) -> tuple[dict | None, dict | None, set]:
         resume = runtime.load_checkpoint(args.resume, kind="model")
         if "swa_state" not in resume or resume.get("optimizer_state") is None:
             raise UserError(f"{args.resume} is not a swa.py checkpoint (use --ckpt to start SWA from it)")
-        given = cli.settings_from_checkpoint(args, parser, argv, resume, args.resume)
+        given = cli.settings_from_checkpoint(args, parser, argv, resume, args.resume, script="swa")
     elif args.ckpt:
         args.ckpt = runtime.resolve_checkpoint_path(args.ckpt)
         start = runtime.load_checkpoint(args.ckpt, kind="model")
@@ -110,7 +111,7 @@ def main(argv=None) -> None:
     parser = build_parser()
     args = parser.parse_args(argv)
     resume, start, given = load_start(args, parser, argv)
-    opened = cli.open_run(args, "swa", resume_from=args.resume, may_differ=given,
+    opened = cli.open_run(args, "swa", saves=True, resume_from=args.resume, may_differ=given,
                           networks={args.ckpt: start} if start is not None else None)
     if opened is None:  # finished: nothing to do
         return

@@ -19,12 +19,13 @@ global batch.
 """
 from __future__ import annotations
 
+import runtime  # first: from here on SIGTERM and SIGUSR1 are remembered, not fatal (runtime.signals)
+
 import sys
 import time
 
 
 import cli
-import runtime
 import utils
 from runtime.errors import UserError
 
@@ -76,14 +77,17 @@ def main(argv=None) -> None:
         return train_curve.main(argv)
     args = parser.parse_args(argv)
     given = ()
+    if resume is not None and resume["kind"] != "model":  # a subspace's: train_subspace.py's or simplex.py's
+        raise UserError(f"{resume_path} is a {resume['kind']!r} checkpoint: train.py --resume continues "
+                        "a network's training (a 'model' checkpoint of train.py) or a curve's")
     if resume is not None:  # a 'model' checkpoint: curves went to train_curve above
-        given = cli.settings_from_checkpoint(args, parser, argv, resume, resume_path)
+        given = cli.settings_from_checkpoint(args, parser, argv, resume, resume_path, script="train")
     elif args.model is None:
         raise UserError("--model is required (or --resume a checkpoint)")
     cli.resolve_split(args, False, {resume_path: resume} if resume else None)  # the original's: hold out 5000
     if args.schedule == "cosine" and args.warmup_epochs >= args.epochs:
         raise UserError(f"--warmup_epochs={args.warmup_epochs} leaves no epoch of the --epochs={args.epochs} to decay")
-    opened = cli.open_run(args, "train", resume_from=resume_path, may_differ=given)
+    opened = cli.open_run(args, "train", saves=True, resume_from=resume_path, may_differ=given)
     if opened is None:  # finished: nothing to do
         return
     procs, run, dataset, loaders = opened

@@ -24,12 +24,13 @@ and fit none. Use eval_curve.py for the whole curve.
 """
 from __future__ import annotations
 
+import runtime  # first: from here on SIGTERM and SIGUSR1 are remembered, not fatal (runtime.signals)
+
 import sys
 import time
 
 import cli
 import curves
-import runtime
 import utils
 from runtime.errors import UserError
 
@@ -75,7 +76,7 @@ def resolve_arguments(args, parser, argv) -> tuple[dict, set, str | None]:
         path = runtime.resolve_checkpoint_path(args.resume, runtime.continues_in_place(args, parser, argv))
         ckpt = runtime.load_checkpoint(path, kind="curve")
         given = cli.settings_from_checkpoint(args, parser, argv, ckpt, path,
-                                             cli.FROM_CHECKPOINT + ("curve", "num_bends"))
+                                             cli.FROM_CHECKPOINT + ("curve", "num_bends"), script="train_curve")
         for flag in ("fix_start", "fix_end"):
             if getattr(args, flag) != ckpt[flag]:
                 raise UserError(f"--{flag} contradicts {path}, whose curve has a "
@@ -142,7 +143,8 @@ def main(argv=None) -> None:
     args = parser.parse_args(argv)
     endpoints, given, resume_path = resolve_arguments(args, parser, argv)
     networks = {getattr(args, f"init_{which}"): ckpt for which, ckpt in endpoints.items()}
-    opened = cli.open_run(args, "train_curve", resume_from=resume_path, may_differ=given, networks=networks)
+    opened = cli.open_run(args, "train_curve", saves=True, resume_from=resume_path, may_differ=given,
+                          networks=networks)
     if opened is None:  # finished: nothing to do
         return
     procs, run, dataset, loaders = opened

@@ -27,6 +27,8 @@ line through). summary.json: the midpoint's and the endpoints' figures.
 """
 from __future__ import annotations
 
+import runtime  # first: from here on SIGTERM and SIGUSR1 are remembered, not fatal (runtime.signals)
+
 import csv
 import itertools
 import sys
@@ -37,7 +39,6 @@ import torch
 
 import cli
 import curves
-import runtime
 import utils
 from runtime.errors import UserError
 
@@ -83,7 +84,7 @@ def resolve_arguments(args, parser, argv) -> tuple[set, str | None]:
         path = runtime.resolve_checkpoint_path(args.resume, runtime.continues_in_place(args, parser, argv))
         ckpt = runtime.load_checkpoint(path, kind="subspace")
         stored = dict(ckpt["args"])
-        given = cli.settings_from_checkpoint(args, parser, argv, ckpt, path)
+        given = cli.settings_from_checkpoint(args, parser, argv, ckpt, path, script="train_subspace")
         for flag in ("shape", "num_vertices", "layerwise"):
             if flag in given and getattr(args, flag) != stored.get(flag):
                 raise UserError(f"--{flag}={getattr(args, flag)} contradicts {path}, whose subspace has "
@@ -196,7 +197,7 @@ def main(argv=None) -> None:
     parser = build_parser()
     args = parser.parse_args(argv)
     given, resume_path = resolve_arguments(args, parser, argv)
-    opened = cli.open_run(args, "train_subspace", resume_from=resume_path, may_differ=given)
+    opened = cli.open_run(args, "train_subspace", saves=True, resume_from=resume_path, may_differ=given)
     if opened is None:  # finished: nothing to do
         return
     procs, run, dataset, loaders = opened

@@ -227,13 +227,18 @@ def _settle_label_noise(args) -> None:
 
 
 def settings_from_checkpoint(args, parser, argv: list[str], ckpt: dict, path: str,
-                             structural=FROM_CHECKPOINT) -> set[str]:
+                             structural=FROM_CHECKPOINT, *, script: str) -> set[str]:
     """--resume: the run's settings are the checkpoint's; flags given on the command line
     override them, but not the ``structural`` ones, nor the split, which must agree.
     Returns the flags given (they may differ from the run's). --dir defaults to the
-    checkpoint's folder: the run it continues."""
-    given = runtime.given_flags(parser, argv)
+    checkpoint's folder: the run it continues. The checkpoint must be of a run of ``script``
+    (its args' "script"; checkpoints from before it was recorded are taken as they are)."""
     stored = ckpt.get("args") or {}
+    written_by = stored.get("script")
+    if written_by not in (None, script):
+        raise UserError(f"{path} is a checkpoint of a {written_by}.py run: {script}.py --resume continues a run "
+                        f"of {script}.py (a {written_by}.py run continues with its own command)")
+    given = runtime.given_flags(parser, argv)
     for key, value in stored.items():
         if key in runtime.OPERATIONAL or key in given or not hasattr(args, key):
             continue

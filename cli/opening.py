@@ -3,6 +3,7 @@ data), the model and its checkpoint, and a training epoch with its progress bar 
 """
 from __future__ import annotations
 
+import errno
 import os
 import sys
 from typing import NamedTuple
@@ -17,6 +18,9 @@ from cli.output import progress
 from runtime.errors import DivergedError, UserError, WriteError
 
 
+FULL = {errno.ENOSPC, errno.EFBIG, errno.EDQUOT}  # a write that failed for want of room
+
+
 def run(main, argv=None) -> None:
     """Call ``main(argv)``; a UserError becomes ``error: ...`` and exit 2, divergence and write
     errors exit 1. Under torchrun every process exits so, and only rank 0 prints."""
@@ -26,6 +30,10 @@ def run(main, argv=None) -> None:
         _fail(str(exc), 2)
     except (DivergedError, WriteError) as exc:
         _fail(str(exc), 1)
+    except OSError as exc:  # a file written directly, not atomically (a picture): its disk full, its size limit
+        if exc.errno not in FULL:
+            raise
+        _fail(f"cannot write {exc.filename or 'a file'}: {exc.strerror}", 1)
     except KeyboardInterrupt:
         _fail("interrupted", 130)
     finally:
@@ -48,17 +56,23 @@ class Opened(NamedTuple):
     loaders: dict | None
 
 
-def open_run(args, script: str, *, resume_from: str | None = None, may_differ=(), networks: dict | None = None,
-             load: bool = True, eval_batch_size: int | None = None) -> Opened | None:
+def open_run(args, script: str, *, saves: bool, resume_from: str | None = None, may_differ=(),
+             networks: dict | None = None, load: bool = True, eval_batch_size: int | None = None) -> Opened | None:
     """The opening every script shares: the batch size settled, the processes started (torchrun's
     too), the run folder opened (``runtime.Run``: continue, or start, or refuse another command's
     folder), and, unless the run is finished (it then says so and returns None), the seed set and
     the data loaded. ``networks`` (path -> checkpoint): the networks the run starts from, which
-    must be for the data's classes and image shape."""
+    must be for the data's classes and image shape.
+
+    ``saves``: what the script is, for the stop signals (``runtime.signals``): True for one that
+    saves where it stands (it calls ``run.set_payload``, or ``run.resume_points``): a signal of the
+    start-up exits 75 at once, here or at those calls, with nothing new to save, and later ones
+    stop it at the next step or point it can save; False for one with nothing to save (an
+    evaluation): SIGTERM exits 75 at once, for a requeue that starts it over, SIGUSR1 is ignored."""
     if getattr(args, "batch_size", 0) is None and getattr(args, "dataset", None):
         args.batch_size = data.default_batch_size(args.dataset)
     procs = runtime.start_processes(args)
-    run = runtime.Run(args, procs, script=script, resume_from=resume_from, may_differ=may_differ)
+    run = runtime.Run(args, procs, script=script, resume_from=resume_from, may_differ=may_differ, saves=saves)
     if run.state == "finished":
         finished(run)
         return None
@@ -68,6 +82,8 @@ def open_run(args, script: str, *, resume_from: str | None = None, may_differ=()
         dataset, loaders = load_data(args, procs, eval_batch_size)
         for path, ckpt in (networks or {}).items():
             check_network(path, ckpt, dataset)
+    if saves:
+        run.stop_if_asked()  # a signal while the data loaded: nothing computed yet
     return Opened(procs, run, dataset, loaders)
 
 

@@ -13,11 +13,36 @@ def is_main() -> bool:
     return os.environ.get("RANK", "0") == "0"
 
 
-def progress(iterable, desc: str, total: int | None = None):
-    """A progress bar on stderr that disappears when done (rank 0 only)."""
+LOG_SECONDS = 60  # where stderr is a file (a SLURM job's log): a bar's line at most this often
+
+
+class _Lines:
+    """tqdm's redraws (a carriage return, then the bar) as lines of a log, blank ones left out."""
+
+    def __init__(self, stream):
+        self.stream = stream
+
+    def write(self, text: str) -> None:
+        for part in text.split("\r"):
+            if part.strip():
+                self.stream.write(part.strip() + "\n")
+
+    def flush(self) -> None:
+        self.stream.flush()
+
+
+def progress(iterable, desc: str, total: int | None = None, initial: int = 0):
+    """A progress bar on stderr that disappears when done (rank 0 only). Where stderr is not a
+    terminal (a log file), a line every ``LOG_SECONDS`` instead, and none for a bar that ends
+    sooner (an epoch's table row says it all): no carriage-return redraws flooding the log.
+    ``initial``: the items done before (a run that continues)."""
     if not is_main():
         return iterable
-    return tqdm(iterable, desc=desc, total=total, leave=False, dynamic_ncols=True, file=sys.stderr)
+    options = {}
+    if not sys.stderr.isatty():
+        options = {"file": _Lines(sys.stderr), "mininterval": LOG_SECONDS, "delay": LOG_SECONDS}
+    return tqdm(iterable, desc=desc, total=total, initial=initial, leave=False, dynamic_ncols=True,
+                **{"file": sys.stderr, **options})
 
 
 class Table:

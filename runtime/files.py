@@ -1,7 +1,8 @@
 """Files written so that a run killed at any moment leaves the old file or the new one, never half.
 
 ``atomic_open`` writes beside the target and renames; the file gets the permissions a plain
-``open`` gives under the user's umask. A failed write is a ``WriteError`` naming the file.
+``open`` gives under the user's umask. A failed write is a ``WriteError`` naming the file,
+whatever raised it, recognised by the OSError behind it (``os_error_behind``).
 """
 from __future__ import annotations
 
@@ -48,10 +49,29 @@ def atomic_open(path: str, mode: str = "w"):
     except BaseException as exc:
         with contextlib.suppress(OSError):
             os.remove(tmp)
-        if isinstance(exc, OSError) or (isinstance(exc, RuntimeError) and "write" in str(exc).lower()):
-            # torch.save reports a failed write as a RuntimeError ("file write failed")
-            raise WriteError(f"cannot write {path}: {getattr(exc, 'strerror', None) or exc}") from exc
+        cause = os_error_behind(exc)
+        if cause is not None:
+            raise WriteError(f"cannot write {path}: {cause.strerror or cause}") from exc
         raise
+
+
+def os_error_behind(exc: BaseException) -> OSError | None:
+    """The OSError that ``exc`` is, or that caused it, however it was wrapped: torch.save reports the
+    file's OSError (a full disk, EFBIG past a file-size limit) as a RuntimeError whose wording
+    depends on where in the file it failed ("file write failed", "unexpected pos ..."), the
+    OSError in its ``__context__``. None for anything else (an interrupt, a bug)."""
+    if not isinstance(exc, Exception):
+        return None
+    todo, seen = [exc], set()
+    while todo:
+        exc = todo.pop()
+        if exc is None or id(exc) in seen:
+            continue
+        if isinstance(exc, OSError):
+            return exc
+        seen.add(id(exc))
+        todo += [exc.__context__, exc.__cause__]  # the cause is looked at first
+    return None
 
 
 def write_atomic(path: str, text: str) -> None:

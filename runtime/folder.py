@@ -4,65 +4,37 @@
   checkpoint (``last.pt``, rewritten after every epoch, or a kept ``checkpoint-<epoch>.pt``);
   a finished run is left as it is; another command in the same folder is an error that names
   the flags that differ, unless ``--restart`` asks to start over.
-- ``RunRecord``: the files every run writes there: command.sh, args.json, metrics.csv,
-  summary.json (written last).
-- Signals: SIGTERM and SIGUSR1 (a scheduler's preemption and time-limit warnings) make a
-  training run finish its current step, write ``last.pt`` and exit with status 75,
-  EX_TEMPFAIL: "start me again".
+- The files every run writes there (command.sh, args.json, metrics.csv, summary.json written
+  last) are ``runtime.records``'; so is points.pt, where a run that evaluates points one after
+  the other (``Run.resume_points``, ``Run.point_done``) keeps those it has.
+- Signals (``runtime.signals``, remembered from the script's start): SIGTERM and SIGUSR1 (a
+  scheduler's preemption and time-limit warnings) make a training run finish its current step,
+  write ``last.pt`` and exit with status 75, EX_TEMPFAIL: "start me again"; a point by point
+  run finishes its current point. One that came during the start-up exits 75 at once, where
+  the run would have nothing new to save.
 
 Checkpoint files themselves are ``runtime.checkpoints``'; the processes, ``runtime.processes``.
 """
 from __future__ import annotations
 
-import csv
-import glob
 import json
-import math
 import os
-import shlex
-import signal
 import sys
 from typing import Callable
 
 import torch
 
-from runtime.checkpoints import (LAST, latest_checkpoint, load_checkpoint, progress_of, rng_state,
-                                 save_checkpoint, set_rng_state)
-from runtime.errors import UserError, WriteError
-from runtime.files import atomic_open, write_atomic
+from runtime.checkpoints import (LAST, latest_checkpoint, load_checkpoint, progress_of, rng_state, save_checkpoint,
+                                 set_rng_state)
+from runtime.errors import UserError
 from runtime.processes import Processes
-
-EXIT_REQUEUE = 75  # EX_TEMPFAIL from sysexits.h: a temporary failure, run the same command again
+from runtime.records import POINTS, RunRecord, load_points, remove_run_files, save_points
+from runtime.signals import EXIT_REQUEUE, STOP
 
 # Flags that say how and where a run executes, not what it computes: they may change
 # between a run and its continuation.
 OPERATIONAL = {"dir", "device", "num_workers", "data_path", "compile", "resume", "restart", "dist_backend",
                "amp_dtype", "channels_last"}
-
-
-# --------------------------------------------------------------------------- signals
-
-class StopSignals:
-    """SIGTERM and SIGUSR1 set a flag instead of killing the process; the training loop
-    looks at it after every step. A second SIGTERM while stopping is left to the default."""
-
-    SIGNALS = (signal.SIGTERM, signal.SIGUSR1)
-
-    def __init__(self):
-        self.received = None
-        self._previous = {}
-
-    def install(self) -> None:
-        for sig in self.SIGNALS:
-            self._previous[sig] = signal.signal(sig, self._handle)
-
-    def uninstall(self) -> None:
-        for sig, handler in self._previous.items():
-            signal.signal(sig, handler)
-        self._previous.clear()
-
-    def _handle(self, signum, frame) -> None:
-        self.received = signal.Signals(signum).name
 
 
 # --------------------------------------------------------------------------- a run's folder
@@ -120,22 +92,42 @@ class Run:
     folder of the train.py run it starts from: the second run's files then begin with its
     script's name (``fge-metrics.csv``, ``fge-summary.json``, ``fge-last.pt``, ...), and the
     first run's stay as they are.
+
+    ``saves``: whether the run saves where it stands (a training run's checkpoints, a point by
+    point run's points), so that a stop signal stops it at the next point where it can save and
+    it continues when started again; or has nothing to save (an evaluation that is quick to
+    repeat), so that SIGTERM ends it at once, for a requeue that starts it over, and SIGUSR1 (the
+    time limit's warning) is ignored. See ``runtime.signals``.
     """
 
     def __init__(self, args, procs: Processes | None = None, *, script: str, resume_from: str | None = None,
-                 may_differ=()):
+                 may_differ=(), saves: bool = True):
         self.args, self.procs = args, procs or Processes()
         args.script = script
         self.directory = args.dir
         self.checkpoint_path: str | None = None
-        self.signals = StopSignals()
+        self.signals = STOP  # the process's, installed as the script started (here, if it was not)
+        self._release_signals = not STOP.installed  # a test runner's or notebook's: theirs again at the end
+        STOP.install()
         self._payload: Callable[[], dict] | None = None
         self.record: RunRecord | None = None
         self.state, self.continues_folder = "new", False
         self.prefix = ""
-        # SIGUSR1 warns of a time limit: a run with nothing to checkpoint (an evaluation) uses its
-        # last minutes; a training run's handler (set_payload) checkpoints instead
-        signal.signal(signal.SIGUSR1, signal.SIG_IGN)
+        try:
+            self._open_folder(script, resume_from, may_differ)
+        except BaseException:
+            self._release()
+            raise
+        if self.state == "finished":
+            self._release()
+            return
+        STOP.expect(saves)  # without anything to save, a SIGTERM of the start-up ends the run here
+        if saves:
+            self.stop_if_asked()
+
+    def _open_folder(self, script: str, resume_from: str | None, may_differ) -> None:
+        """Where the run stands: ``state``, ``prefix``, ``checkpoint_path``, ``continues_folder``."""
+        args = self.args
         if self.directory is not None and os.path.exists(self.directory) and not os.path.isdir(self.directory):
             raise UserError(f"--dir={self.directory} is a file, not a folder")
         found = stored = None
@@ -196,10 +188,10 @@ class Run:
             raise UserError(f"cannot read {path}: {exc}") from exc
 
     # ------------------------------------------------------------------ records
-    def open_records(self, resume_epoch: int | None = None) -> None:
+    def open_records(self, resume_epoch: int | None = None, rows: list[dict] | None = None) -> None:
         """command.sh and args.json of a new run, or the command appended to the command.sh of the
-        run this folder holds (its args.json is kept); metrics.csv without rows after ``resume_epoch``;
-        a summary.json that more epochs make stale is removed."""
+        run this folder holds (its args.json is kept); metrics.csv without rows after ``resume_epoch``
+        (or of exactly ``rows``); a summary.json that more epochs make stale is removed."""
         if self.directory is None or not self.procs.is_main:
             return
         if getattr(self.args, "restart", False):
@@ -207,7 +199,7 @@ class Run:
         if os.path.isfile(self.file("summary.json")):
             os.remove(self.file("summary.json"))
         self.record = RunRecord(self.directory, vars(self.args), resume_epoch=resume_epoch,
-                                      append_command=self.continues_folder, prefix=self.prefix)
+                                append_command=self.continues_folder, prefix=self.prefix, rows=rows)
 
     def log(self, row: dict) -> None:
         if self.record is not None:
@@ -229,9 +221,10 @@ class Run:
 
     def set_payload(self, payload: Callable[[], dict]) -> None:
         """``payload()`` returns the script's checkpoint (``runtime.model_checkpoint`` and friends)
-        as of now; the run adds where it stands and the random states, and writes it."""
+        as of now; the run adds where it stands and the random states, and writes it. Nothing is
+        trained yet: a stop signal of the start-up exits for a requeue here, with nothing to save."""
         self._payload = payload
-        self.signals.install()
+        self.stop_if_asked()
 
     def save(self, epoch: int, *, keep: bool, step: int = 0, partial: list[float] | None = None) -> None:
         """Write the state after ``epoch`` epochs (and ``step`` batches of the next): as
@@ -257,15 +250,27 @@ class Run:
         """Whether a stop signal reached any process (all processes agree on the answer)."""
         return self.procs.any(self.signals.received is not None)
 
+    def stop_if_asked(self) -> None:
+        """At a moment of the start-up where the run has computed nothing new (``cli.open_run`` after
+        the data, ``set_payload``, ``resume_points``): a stop signal that came meanwhile exits 75 at
+        once, and the same command started again begins where this one would have."""
+        if self.procs.any(self.signals.received is not None):
+            self._exit(f"stopped by {self.signals.received or 'a signal on another process'} during the start-up, "
+                       "before anything new was computed: start the same command again to continue")
+
+    def _exit(self, message: str) -> None:
+        if self.procs.is_main:
+            print(message, file=sys.stderr, flush=True)
+        self.procs.close()
+        self._release()
+        sys.exit(EXIT_REQUEUE)
+
     def requeue(self, epoch: int, step: int = 0, partial: list[float] | None = None) -> None:
         """Save where the run stands and exit with EX_TEMPFAIL: the same command continues it."""
         self.save(epoch, keep=False, step=step, partial=partial)
-        if self.procs.is_main:
-            where = f"epoch {epoch + 1}, step {step}" if step else f"the end of epoch {epoch}"
-            print(f"stopped by {self.signals.received or 'a signal'} at {where}; {self.file(LAST)} written: "
-                  "start the same command again to continue", file=sys.stderr, flush=True)
-        self.procs.close()
-        sys.exit(EXIT_REQUEUE)
+        where = f"epoch {epoch + 1}, step {step}" if step else f"the end of epoch {epoch}"
+        self._exit(f"stopped by {self.signals.received or 'a signal on another process'} at {where}; "
+                   f"{self.file(LAST)} written: start the same command again to continue")
 
     def end_epoch(self, epoch: int, keep: bool) -> None:
         """After epoch ``epoch`` (from 1) and its evaluation: the rolling or kept checkpoint, then
@@ -274,98 +279,54 @@ class Run:
         if self.stop_requested():
             self.requeue(epoch)
 
+    # ------------------------------------------------------------------ point by point runs
+    def resume_points(self) -> tuple[list[dict], dict]:
+        """For a run that evaluates points one after the other (eval_curve.py, plane.py), instead of
+        ``open_records``: the rows of the points it evaluated before it was stopped or killed, and
+        the state saved with the last of them (``point_done``; {} for a new run); metrics.csv holds
+        those rows and no others. The run goes on with the next point: a point's figures must not
+        depend on the points before it but through that state (number its random draws by the
+        point's index, as ``curves.evaluate_point`` does), for the result to be an uninterrupted
+        run's. A stop signal of the start-up exits 75 here, with nothing new to save."""
+        rows, state = [], {}
+        progress = load_points(self.file(POINTS)) if self.directory is not None else None
+        if progress is not None and not getattr(self.args, "restart", False):
+            differ = differing_flags(progress["args"], vars(self.args))
+            if differ:
+                raise UserError(f"{self.file(POINTS)} holds the points of another command ({'; '.join(differ)}): "
+                                "use another --dir, or --restart to start this one over")
+            rows, state = progress["rows"], progress["state"]
+        self.open_records(rows=rows)
+        self._points = list(rows)
+        self.stop_if_asked()
+        return list(rows), state
+
+    def point_done(self, row: dict, state: dict | None = None) -> None:
+        """One more point evaluated: its row in metrics.csv, and the rows so far with ``state`` (what the
+        points after it need: a running sum, ...; tensors and plain values) in points.pt, written
+        atomically (a run killed at any moment continues from the last point written); then a stop
+        signal exits 75, and the same command started again continues with the next point."""
+        self._points.append(row)
+        self.log(row)
+        if self.directory is not None and self.procs.is_main:
+            save_points(self.file(POINTS), {"script": self.args.script, "args": vars(self.args),
+                                            "rows": self._points, "state": state or {}})
+        if self.stop_requested():
+            self._exit(f"stopped by {self.signals.received or 'a signal on another process'} after point "
+                       f"{len(self._points)}; {self.file(POINTS)} written: start the same command again to continue")
+
     def finish(self, figures: dict) -> None:
-        """summary.json, written last: from now on the run is finished."""
+        """summary.json, written last: from now on the run is finished (a point by point run's
+        points.pt goes: the records hold it all)."""
         if self.record is not None:
             self.record.summary(figures)
-        self.signals.uninstall()
+            if os.path.exists(self.file(POINTS)):
+                os.remove(self.file(POINTS))
+        self._release()
 
-
-class RunRecord:
-    """The files every run writes in its folder: command.sh, args.json, metrics.csv, summary.json.
-
-    A new run writes command.sh and args.json; a continued one (``append_command``) adds
-    its command line to command.sh and keeps the args.json of the run it continues.
-    ``resume_epoch``: when a run resumes from the end of that epoch, rows of metrics.csv
-    after it (written before the interruption) are dropped, and so is a row cut short by
-    a kill, so that the file ends up as an uninterrupted run's.
-    """
-
-    def __init__(self, directory: str, args: dict, resume_epoch: int | None = None,
-                 append_command: bool = False, prefix: str = ""):
-        self.directory, self.prefix = directory, prefix
-        try:
-            os.makedirs(directory, exist_ok=True)
-        except OSError as exc:
-            raise WriteError(f"cannot create {directory}: {exc.strerror or exc}") from exc
-        self.metrics_path = os.path.join(directory, prefix + "metrics.csv")
-        command = shlex.join([os.path.basename(sys.executable)] + sys.argv) + "\n"
-        command_path = os.path.join(directory, prefix + "command.sh")
-        if append_command and os.path.isfile(command_path):
-            with open(command_path) as f:
-                command = f.read() + command
-        else:
-            command = "#!/bin/sh\n" + command
-            write_atomic(os.path.join(directory, prefix + "args.json"), json.dumps(args, indent=2, default=str) + "\n")
-        write_atomic(command_path, command)
-        self.fields: list[str] = []
-        rows = []
-        if resume_epoch is not None and os.path.isfile(self.metrics_path):
-            with open(self.metrics_path, newline="") as f:
-                reader = csv.DictReader(f)
-                rows = [r for r in reader if None not in r.values() and None not in r
-                        and _epoch_of(r) <= resume_epoch]
-        self._rewrite(rows)
-
-    def log(self, row: dict) -> None:
-        """Add one row (an epoch, a curve point) to metrics.csv: appended, unless it brings new columns."""
-        if not self.fields or any(k not in self.fields for k in row):
-            self._rewrite(self._rows() + [row])
-            return
-        try:
-            with open(self.metrics_path, "a", newline="") as f:
-                csv.DictWriter(f, fieldnames=self.fields).writerow(row)
-        except OSError as exc:
-            raise WriteError(f"cannot write {self.metrics_path}: {exc.strerror or exc}") from exc
-
-    def _rows(self) -> list[dict]:
-        if not os.path.isfile(self.metrics_path):
-            return []
-        with open(self.metrics_path, newline="") as f:
-            return list(csv.DictReader(f))
-
-    def _rewrite(self, rows: list[dict]) -> None:
-        self.fields = list(dict.fromkeys(k for row in rows for k in row))
-        if not rows:
-            if os.path.exists(self.metrics_path):
-                os.remove(self.metrics_path)
-            return
-        with atomic_open(self.metrics_path) as f:
-            writer = csv.DictWriter(f, fieldnames=self.fields)
-            writer.writeheader()
-            writer.writerows(rows)
-
-    def summary(self, figures: dict) -> None:
-        """Write summary.json, the run's final figures; done last."""
-        write_atomic(os.path.join(self.directory, self.prefix + "summary.json"), json.dumps(figures, indent=2) + "\n")
-
-
-def _epoch_of(row: dict) -> float:
-    try:
-        return float(row.get("epoch", 0))
-    except ValueError:
-        return math.inf  # a row cut short: dropped
-
-
-RUN_FILES = ("checkpoint-*.pt", LAST, "metrics.csv", "summary.json", "*.png", "*.npz", "curve.csv", "swa.pt")
-
-
-def remove_run_files(directory: str, prefix: str = "", script: str = "") -> None:
-    """--restart: the files an earlier run of ours wrote there (checkpoints, records, pictures;
-    fge.py's snapshots too)."""
-    patterns = [prefix + p for p in RUN_FILES] + (["fge-*.pt"] if script == "fge" else [])
-    for pattern in patterns:
-        for path in glob.glob(os.path.join(directory, pattern)):
-            os.remove(path)
-
-
+    def _release(self) -> None:
+        """The signal handlers of a process that is not one of the scripts (a test runner, a notebook)
+        back as they were: ours were installed for the run's time only."""
+        if self._release_signals:
+            self.signals.uninstall()
+            self._release_signals = False
