@@ -1,12 +1,14 @@
 # Shared by the *_table.sh scripts and demo.sh (sourced, not run): their options, and the one run pattern.
 #
 #   usage: bash scripts/<name>_table.sh DATA_PATH OUT_DIR [--dry-run] [--gpus LIST | --slurm [SLURM OPTIONS]]
+#          bash scripts/<name>_table.sh DATA_PATH OUT_DIR --status
 #
 # Every command is printed before it runs; --dry-run only prints them, one per line after a `cd`
 # to the repository root (they run from there). A run whose folder already holds summary.json
 # (written last) is skipped, so a table script can simply be started again after an interruption.
 # With --gpus or --slurm that printed list goes to scripts/submit.py, which runs it at once
-# wherever the runs' dependencies allow (make -j here, or sbatch jobs with afterok).
+# wherever the runs' dependencies allow (make -j here, or sbatch jobs with afterok); with
+# --status, submit.py says where each run stands and what to type to go on.
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -20,7 +22,9 @@ Where the runs go (default: here, one after the other):
                        requeued to continue when it nears its time limit; log <run folder>.log
     --partition P      --time HH:MM:SS      --gpus_per_job N (default 1)
     --sbatch_args \"...\" (more sbatch options)      --signal_seconds S (SIGUSR1 S s before the limit; 120)
-  --dry-run            print the commands (with --gpus: the Makefile; with --slurm: the sbatch lines)"
+  --dry-run            print the commands (with --gpus: the Makefile; with --slurm: the sbatch lines)
+  --status             where every run stands (done, running, queued, waiting for which run, failed
+                       and why, never started because a run it needs failed), and what to type to go on"
 # the options that take a value, for scripts/submit.py (hyphens or underscores)
 VALUED='gpus|partition|time|gpus[-_]per[-_]job|sbatch[-_]args|signal[-_]seconds'
 
@@ -43,7 +47,7 @@ parse_options() {  # sets POSITIONAL, DRY_RUN, SUBMIT (the options for scripts/s
     while (($#)); do
         case $1 in
             --dry-run) DRY_RUN=1 ;;
-            --slurm) SUBMIT+=("$1") ;;
+            --slurm | --status) SUBMIT+=("$1") ;;
             -h | --help) usage; exit 0 ;;
             --*=*) [[ ${1%%=*} =~ ^--($VALUED)$ ]] || fail "unknown option ${1%%=*}"; SUBMIT+=("$1") ;;
             --*)
@@ -77,6 +81,9 @@ quote() {  # words -> one line that a shell, and Python's shlex.split, read back
     echo "${out[*]}"
 }
 
+# the command as typed (this is sourced, so "$@" is the table script's), for --status to say what to type to go on
+INVOCATION="$(quote cd "$PWD") && ${PYTHON:+PYTHON=$(quote "$PYTHON") }$(quote bash "$0" "$@")"
+
 LIST=()  # with --gpus or --slurm: the lines a dry run prints, for scripts/submit.py
 say() {
     if ((${#SUBMIT[@]})); then LIST+=("$1"); else echo "$1"; fi
@@ -89,7 +96,8 @@ step() {
 }
 
 # run SCRIPT DIR FLAGS...: step `python SCRIPT --dir=DIR FLAGS...`, unless DIR/summary.json says it
-# is done (submit.py looks at that itself).
+# is done (submit.py looks at that itself). RAN: whether a run ran here.
+RAN=0
 run() {
     local script=$1 dir=$2
     shift 2
@@ -97,6 +105,7 @@ run() {
         say "# done, skipped: $dir"
         return
     fi
+    RAN=1
     step "${PY[@]}" "$script" "--dir=$dir" "$@"
 }
 
@@ -105,6 +114,7 @@ finish() {
     if ((${#SUBMIT[@]})); then
         if ((DRY_RUN)); then SUBMIT+=(--dry-run); fi
         if [[ -n ${NAMES_FROM:-} ]]; then SUBMIT+=("--names_from=$NAMES_FROM"); fi  # a table's OUT_DIR/<table>
+        SUBMIT+=("--command=$INVOCATION")
         python3 "$ROOT/scripts/submit.py" "${SUBMIT[@]}" <<<"$(printf '%s\n' "${LIST[@]}")"
     fi
 }

@@ -92,6 +92,11 @@ run simplex.py "$OUT/espro" "${DATA[@]}" --ckpt="$SGD1" --ckpt="$SGD2" --num_ver
     --epochs_per_vertex=$VERTEX_E --wd=1e-4 "${SIMPLEX[@]}"
 
 title "summary ($OUT/summary.json, figures.json, pictures curve_vs_segment.png, fge_ensemble.png, noisy_labels.png)"
-# no folder of its own: it waits for every run above. Run here, it records how long the demo took.
-step "${PY[@]}" scripts/demo_report.py "$OUT" $( ((HERE)) && echo "--seconds=$((SECONDS - STARTED))")
+# no folder of its own: it waits for every run above. Run here, it records how long the demo took
+# (not again when every run was done before: submit.py, too, skips it then)
+if ((HERE && !RAN)) && [[ -f $OUT/summary.json ]]; then
+    say "# done, skipped: the report ($OUT/summary.json)"
+else
+    step "${PY[@]}" scripts/demo_report.py "$OUT" $( ((HERE)) && echo "--seconds=$((SECONDS - STARTED))")
+fi
 finish

@@ -4,6 +4,7 @@
     bash scripts/swa_table.sh data runs/tables --gpus 0,1,2,3
     bash scripts/swa_table.sh data runs/tables --slurm --partition gpu --time 24:00:00
     bash scripts/swa_table.sh data runs/tables --dry-run | python3 scripts/submit.py --slurm --dry-run
+    bash scripts/swa_table.sh data runs/tables --status     (where every run stands: scripts/status.py)
 
 The table scripts call this with their --gpus/--slurm options. It reads on stdin the run list
 that a table script's --dry-run prints: a `cd` line (the folder the commands run in), then one
@@ -12,8 +13,12 @@ command per line; blank lines and lines starting with # are ignored.
 Dependencies come from the commands themselves: a run waits for the earlier runs whose folders
 (--dir) a value of its flags points into (--ckpt=.../endpoint-1/checkpoint-200.pt waits for
 endpoint-1), and a command without --dir (the demo's report) waits for every run before it.
-A run whose folder holds summary.json is finished: it is skipped, and nothing waits for it.
-Each run's output goes to a log beside its folder, <dir>.log.
+A run whose folder holds summary.json is finished: it is skipped, and nothing waits for it; so
+is a run without a folder whose log says it ended well after the runs it waits for.
+Each run's output goes to a log beside its folder, <dir>.log. --status prints where each run
+stands (done, running, queued, waiting for which runs, failed with its error, never started
+because a run it needs failed), from the folders, the logs and SLURM's queue, and what to type to
+go on: the command that submitted the table (recorded beside its runs, in submitted.sh).
 """
 from __future__ import annotations
 
@@ -24,6 +29,8 @@ import shlex
 import shutil
 import subprocess
 import sys
+
+import status
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 WITH_GPU = os.path.join(HERE, "with_gpu.sh")  # a Makefile recipe: take a free GPU, run, log
@@ -42,12 +49,17 @@ def fail(message: str, status: int = 2):
 
 def build_parser() -> argparse.ArgumentParser:
     parser = Parser(prog="submit.py", description=__doc__.split("\n\n")[0])
-    where = parser.add_mutually_exclusive_group(required=True)
+    where = parser.add_mutually_exclusive_group()
     where.add_argument("--gpus", help="GPU ids of this machine, e.g. 0,1,2,3: one run on each at a time "
                        "(repeat an id to run two at once on it)")
     where.add_argument("--slurm", action="store_true", help="submit each run as its own SLURM job")
+    parser.add_argument("--status", action="store_true",
+                        help="print where every run stands and what to type to go on; run nothing (SLURM's "
+                             "queue is read where squeue is installed; with --slurm it must answer)")
     parser.add_argument("--dry-run", "--dry_run", action="store_true",
                         help="print the Makefile (--gpus) or the sbatch commands (--slurm); run nothing")
+    parser.add_argument("--command", help="the command that started this (the table script's), recorded "
+                        f"beside the runs ({status.COMMAND_RECORD}) for --status to show")
     parser.add_argument("--names_from", "--names-from", metavar="DIR",
                         help="runs are named by their folders' paths under DIR, e.g. CIFAR100/VGG16/fge-run1 "
                              "(default: the folder that holds them all)")
@@ -75,17 +87,21 @@ class Run:
         self.dir = os.path.normpath(os.path.join(cwd, dirs[0])) if dirs else None
         self.paths = [os.path.normpath(os.path.join(cwd, w.split("=", 1)[-1])) for w in words[1:]
                       if not w.startswith("--dir=")]  # every value and word: the ones inside a run count
-        self.after: list[Run] = []
+        self.after: list[Run] = []  # those of them not finished, once ``pending`` has looked
+        self.needs: list[Run] = []  # the runs it reads
         self.name = self.log = ""
 
     @property
     def finished(self) -> bool:
-        return self.dir is not None and os.path.exists(os.path.join(self.dir, "summary.json"))
+        if self.dir is None:  # the demo's report: its log says it ended well, after what it reads
+            return status.finished_without_folder(status.Log(self.log), self.needs)
+        return os.path.exists(os.path.join(self.dir, "summary.json"))
 
 
-def read_runs(lines: list[str], names_from: str | None = None) -> tuple[str, list[Run]]:
-    """The working folder and the runs of a dry run's output, with their dependencies; each run named
-    by its folder's path under ``names_from`` (default: the folder that holds them all)."""
+def read_runs(lines: list[str], names_from: str | None = None) -> tuple[str, list[Run], str]:
+    """The working folder and the runs of a dry run's output, with their dependencies, and the folder
+    their names start from; each run named by its folder's path under ``names_from`` (default: the
+    folder that holds them all)."""
     cwd, runs = os.getcwd(), []
     for line in lines:
         line = line.strip()
@@ -106,6 +122,7 @@ def read_runs(lines: list[str], names_from: str | None = None) -> tuple[str, lis
         else:
             run.after = [r for r in runs if r.dir and any(p == r.dir or p.startswith(r.dir + os.sep)
                                                           for p in run.paths)]
+        run.needs = list(run.after)
         runs.append(run)
     if not runs:
         fail("no commands on stdin (pipe in a table script's --dry-run output)")
@@ -117,7 +134,7 @@ def read_runs(lines: list[str], names_from: str | None = None) -> tuple[str, lis
         script = next((w for w in run.words if w.endswith(".py")), run.words[0])
         path = run.dir or os.path.join(parent, os.path.splitext(os.path.basename(script))[0])
         run.name, run.log = os.path.relpath(path, parent), path + ".log"
-    return cwd, runs
+    return cwd, runs, parent
 
 
 def pending(runs: list[Run]) -> list[Run]:
@@ -125,7 +142,7 @@ def pending(runs: list[Run]) -> list[Run]:
     todo = []
     for run in runs:
         if run.finished:
-            print(f"# done, skipped: {run.dir}")
+            print(f"# done, skipped: {run.dir or run.log}")
         else:
             run.after = [r for r in run.after if not r.finished]
             todo.append(run)
@@ -157,7 +174,7 @@ def makefile(cwd: str, runs: list[Run], gpus: str, lock_dir: str) -> str:
     return "\n".join(text) + "\n"
 
 
-def run_on_gpus(args, cwd: str, runs: list[Run]) -> int:
+def run_on_gpus(args, cwd: str, runs: list[Run], parent: str) -> int:
     defaults = build_parser().parse_args(["--slurm"])
     given = [name for name in ("partition", "time", "gpus_per_job", "sbatch_args", "signal_seconds")
              if getattr(args, name) != getattr(defaults, name)]
@@ -171,6 +188,7 @@ def run_on_gpus(args, cwd: str, runs: list[Run]) -> int:
             fail(f"--gpus needs `{tool}`, which is not installed")
     lock_dir = os.environ.get("GPU_LOCK_DIR") or os.path.join(os.environ.get("TMPDIR", "/tmp"),
                                                                f"gpu-locks-{os.getuid()}")
+    record_command(args, parent)
     todo = pending(runs)
     text = makefile(cwd, todo, args.gpus, lock_dir)
     if args.dry_run:
@@ -227,19 +245,32 @@ def check_slurm(args) -> None:
         if shutil.which(tool) is None:
             fail(f"--slurm needs `{tool}` (SLURM's client commands), which is not installed")
     if args.partition:
-        result = subprocess.run(["scontrol", "show", "partition", args.partition], capture_output=True, text=True)
+        result = slurm_command("scontrol", "show", "partition", args.partition)
         if result.returncode != 0:
-            message = (result.stdout + result.stderr).strip().replace("\n", " ")
-            if "not found" in message:
+            if "not found" in result.stdout + result.stderr:
                 fail(f"unknown SLURM partition {args.partition!r} (sinfo lists the partitions)")
-            fail(f"cannot reach SLURM: {message}", 1)
+            unreachable(result)
+
+
+def slurm_command(*command: str) -> subprocess.CompletedProcess:
+    """A SLURM client command's answer; one that gives none (a controller that does not answer, for
+    as long as SLURM's clients retry) is an error."""
+    try:
+        return subprocess.run(command, capture_output=True, text=True, timeout=90)
+    except subprocess.TimeoutExpired:
+        fail(f"cannot reach SLURM: `{' '.join(command[:2])}` gave no answer in 90 s (is slurmctld up? SLURM_CONF?)")
+
+
+def unreachable(result: subprocess.CompletedProcess) -> None:
+    fail(f"cannot reach SLURM: {status.one_line(result.stderr or result.stdout)} (is slurmctld up? SLURM_CONF?); "
+         "nothing was submitted")
 
 
 def queued_jobs() -> dict[str, str]:
     """{run folder: job id} of this user's jobs still queued or running (their --comment)."""
-    result = subprocess.run(["squeue", "--me", "--noheader", "--format=%i %k"], capture_output=True, text=True)
+    result = slurm_command("squeue", "--me", "--noheader", "--format=%i %k")
     if result.returncode != 0:
-        fail(f"cannot reach SLURM: squeue says {result.stderr.strip()}", 1)
+        unreachable(result)
     return {comment: job for job, _, comment in (line.partition(" ") for line in result.stdout.splitlines())}
 
 
@@ -259,8 +290,9 @@ def sbatch_command(args, cwd: str, run: Run, after: list[str]) -> list[str]:
     return [*command, *shlex.split(args.sbatch_args), SLURM_JOB, *run.words]
 
 
-def submit(args, cwd: str, runs: list[Run]) -> int:
+def submit(args, cwd: str, runs: list[Run], parent: str) -> int:
     check_slurm(args)
+    record_command(args, parent)
     todo = pending(runs)
     if args.dry_run:  # a shell script: each job's id in $JOB_<n>, for the jobs that wait for it
         print(f"cd {shlex.quote(cwd)}")
@@ -292,10 +324,48 @@ def submit(args, cwd: str, runs: list[Run]) -> int:
     return 0
 
 
+def joined(argv: list[str]) -> list[str]:
+    """``--sbatch_args VALUE`` as ``--sbatch_args=VALUE``: argparse would take a VALUE that starts
+    with -- ("--cpus-per-task=2") for an option of its own."""
+    out, words = [], iter(argv)
+    for word in words:
+        if word in ("--sbatch_args", "--sbatch-args"):
+            word = f"{word}={next(words, '')}"
+        out.append(word)
+    return out
+
+
+def record_command(args, folder: str) -> None:
+    """The command that submitted the runs, beside them, for --status to say what to type to go on."""
+    if not args.command or args.dry_run:
+        return
+    os.makedirs(folder, exist_ok=True)
+    with open(os.path.join(folder, status.COMMAND_RECORD), "w") as f:
+        f.write(f"#!/bin/sh\n# the command that submitted the runs here (scripts/submit.py)\n{args.command}\n")
+
+
+def show_status(args, cwd: str, runs: list[Run], parent: str) -> int:
+    if args.dry_run:
+        fail("--status prints where the runs stand: --dry-run has nothing to add")
+    if args.slurm and shutil.which("squeue") is None:
+        fail("--slurm needs `squeue` (SLURM's client commands), which is not installed")
+    use_queue = args.gpus is None and shutil.which("squeue") is not None
+    jobs, why = status.queue() if use_queue else ({}, None)
+    if args.slurm and why:
+        fail(f"cannot reach SLURM: {why} (is slurmctld up? SLURM_CONF?)")
+    typed = re.sub(r" --status\b", "", args.command or "") or None  # without a record: what was typed, less --status
+    print("\n".join(status.board(runs, jobs, why if use_queue else None, use_queue, parent, typed)))
+    return 0
+
+
 def main(argv=None) -> int:
-    args = build_parser().parse_args(argv)
-    cwd, runs = read_runs(sys.stdin.read().splitlines(), args.names_from)
-    return submit(args, cwd, runs) if args.slurm else run_on_gpus(args, cwd, runs)
+    args = build_parser().parse_args(joined(sys.argv[1:] if argv is None else argv))
+    if not (args.gpus is not None or args.slurm or args.status):
+        fail("say where the runs go: --gpus LIST or --slurm (or --status: where they stand)")
+    cwd, runs, parent = read_runs(sys.stdin.read().splitlines(), args.names_from)
+    if args.status:
+        return show_status(args, cwd, runs, parent)
+    return submit(args, cwd, runs, parent) if args.slurm else run_on_gpus(args, cwd, runs, parent)
 
 
 if __name__ == "__main__":

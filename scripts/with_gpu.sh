@@ -34,7 +34,8 @@ threads=$(($(nproc) / ${#gpus[@]}))
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-$((threads > 0 ? threads : 1))}
 name=${log%.log}
 echo "GPU $gpu: started $name"
-{ echo "# $(date '+%F %T') on $(hostname), CUDA_VISIBLE_DEVICES=$gpu"; echo "$*"; } >>"$log"
+# the pid: scripts/submit.py --status tells a run that runs from one that was killed with make
+{ echo "# $(date '+%F %T') pid $$ on $(hostname), CUDA_VISIBLE_DEVICES=$gpu"; echo "$*"; } >>"$log"
 start=$SECONDS
 "$@" >>"$log" 2>&1 9>&-  # the lock stays with this script: a run's leftover children cannot keep it
 status=$?
