@@ -64,11 +64,12 @@ def open_run(args, script: str, *, saves: bool, resume_from: str | None = None, 
     the data loaded. ``networks`` (path -> checkpoint): the networks the run starts from, which
     must be for the data's classes and image shape.
 
-    ``saves``: what the script is, for the stop signals (``runtime.signals``): True for one that
-    saves where it stands (it calls ``run.set_payload``, or ``run.resume_points``): a signal of the
-    start-up exits 75 at once, here or at those calls, with nothing new to save, and later ones
-    stop it at the next step or point it can save; False for one with nothing to save (an
-    evaluation): SIGTERM exits 75 at once, for a requeue that starts it over, SIGUSR1 is ignored."""
+    ``saves``: what the script is, for the stop signals (``runtime.signals``; until now either exits
+    75 at once): True for one that saves where it stands (it calls ``run.set_payload``, or
+    ``run.resume_points``): until those calls a signal still exits 75 at once, nothing being
+    computed, and after them it stops the run at the next step or point it can save; False for
+    one with nothing to save (an evaluation): SIGTERM exits 75 at once, for a requeue that starts
+    it over, and SIGUSR1 is ignored."""
     if getattr(args, "batch_size", 0) is None and getattr(args, "dataset", None):
         args.batch_size = data.default_batch_size(args.dataset)
     procs = runtime.start_processes(args)
@@ -82,8 +83,6 @@ def open_run(args, script: str, *, saves: bool, resume_from: str | None = None, 
         dataset, loaders = load_data(args, procs, eval_batch_size)
         for path, ckpt in (networks or {}).items():
             check_network(path, ckpt, dataset)
-    if saves:
-        run.stop_if_asked()  # a signal while the data loaded: nothing computed yet
     return Opened(procs, run, dataset, loaders)
 
 

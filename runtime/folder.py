@@ -7,11 +7,11 @@
 - The files every run writes there (command.sh, args.json, metrics.csv, summary.json written
   last) are ``runtime.records``'; so is points.pt, where a run that evaluates points one after
   the other (``Run.resume_points``, ``Run.point_done``) keeps those it has.
-- Signals (``runtime.signals``, remembered from the script's start): SIGTERM and SIGUSR1 (a
+- Signals (``runtime.signals``, caught from the script's start): SIGTERM and SIGUSR1 (a
   scheduler's preemption and time-limit warnings) make a training run finish its current step,
   write ``last.pt`` and exit with status 75, EX_TEMPFAIL: "start me again"; a point by point
-  run finishes its current point. One that came during the start-up exits 75 at once, where
-  the run would have nothing new to save.
+  run finishes its current point. While a run starts, with nothing computed, either exits 75
+  at once.
 
 Checkpoint files themselves are ``runtime.checkpoints``'; the processes, ``runtime.processes``.
 """
@@ -121,9 +121,7 @@ class Run:
         if self.state == "finished":
             self._release()
             return
-        STOP.expect(saves)  # without anything to save, a SIGTERM of the start-up ends the run here
-        if saves:
-            self.stop_if_asked()
+        STOP.expect(saves)
 
     def _open_folder(self, script: str, resume_from: str | None, may_differ) -> None:
         """Where the run stands: ``state``, ``prefix``, ``checkpoint_path``, ``continues_folder``."""
@@ -222,9 +220,9 @@ class Run:
     def set_payload(self, payload: Callable[[], dict]) -> None:
         """``payload()`` returns the script's checkpoint (``runtime.model_checkpoint`` and friends)
         as of now; the run adds where it stands and the random states, and writes it. Nothing is
-        trained yet: a stop signal of the start-up exits for a requeue here, with nothing to save."""
+        trained yet: until here a stop signal exits at once, from here on it waits for the next step."""
         self._payload = payload
-        self.stop_if_asked()
+        self._computing()
 
     def save(self, epoch: int, *, keep: bool, step: int = 0, partial: list[float] | None = None) -> None:
         """Write the state after ``epoch`` epochs (and ``step`` batches of the next): as
@@ -250,13 +248,14 @@ class Run:
         """Whether a stop signal reached any process (all processes agree on the answer)."""
         return self.procs.any(self.signals.received is not None)
 
-    def stop_if_asked(self) -> None:
-        """At a moment of the start-up where the run has computed nothing new (``cli.open_run`` after
-        the data, ``set_payload``, ``resume_points``): a stop signal that came meanwhile exits 75 at
-        once, and the same command started again begins where this one would have."""
+    def _computing(self) -> None:
+        """The run begins to compute (``set_payload``, ``resume_points``): a stop signal from now on
+        waits for the next step or point; till now one exited at once (``runtime.signals``). All
+        processes agree that none came meanwhile (one that reached another process exits it here)."""
+        self.signals.computing()
         if self.procs.any(self.signals.received is not None):
-            self._exit(f"stopped by {self.signals.received or 'a signal on another process'} during the start-up, "
-                       "before anything new was computed: start the same command again to continue")
+            self._exit(f"stopped by {self.signals.received or 'a signal on another process'} while starting, "
+                       "before anything was computed: start the same command again to continue")
 
     def _exit(self, message: str) -> None:
         if self.procs.is_main:
@@ -287,7 +286,7 @@ class Run:
         those rows and no others. The run goes on with the next point: a point's figures must not
         depend on the points before it but through that state (number its random draws by the
         point's index, as ``curves.evaluate_point`` does), for the result to be an uninterrupted
-        run's. A stop signal of the start-up exits 75 here, with nothing new to save."""
+        run's. Until here a stop signal exits at once; from here on it waits for ``point_done``."""
         rows, state = [], {}
         progress = load_points(self.file(POINTS)) if self.directory is not None else None
         if progress is not None and not getattr(self.args, "restart", False):
@@ -298,7 +297,7 @@ class Run:
             rows, state = progress["rows"], progress["state"]
         self.open_records(rows=rows)
         self._points = list(rows)
-        self.stop_if_asked()
+        self._computing()
         return list(rows), state
 
     def point_done(self, row: dict, state: dict | None = None) -> None:

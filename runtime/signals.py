@@ -1,21 +1,23 @@
-"""The stop signals of a run: SIGTERM and SIGUSR1, remembered from the first milliseconds of a script.
+"""The stop signals of a run: SIGTERM and SIGUSR1, caught from the first milliseconds of a script.
 
 A scheduler asks a run to stop with SIGTERM (preemption, a cancel, ``scontrol requeue``) and warns
 of its time limit with SIGUSR1 (``sbatch --signal``). Either may come at any moment, also while the
 script still imports torch, reads its data or builds its model. ``runtime`` installs the one
 process-wide ``STOP`` as its first statement, before it imports torch, when the process runs one
 of the scripts at the top of the repository (a test runner or a user's notebook that imports the
-library keeps its own handlers; ``Run`` installs it there for the run's time). The handler only
-remembers the signal; what a remembered signal means is the script's to say (``expect``):
+library keeps its own handlers; ``Run`` installs it there for the run's time). Then:
 
-- a run that saves where it stands (``saves=True``: the training scripts' checkpoints, the point
-  by point evaluations' points): it stops at the next point where it can save without losing
-  anything (after the current step or point: ``runtime.Run``), and exits with status 75
-  (EX_TEMPFAIL, "start the same command again"); a signal that came before anything new was
-  computed (during start-up) exits 75 at once, there being nothing to save.
-- a run with nothing to save (``saves=False``: an evaluation that is quick to repeat): from then
-  on SIGTERM ends it at once with status 75 (the same command starts it over), and SIGUSR1 is
-  ignored, so that it uses its last minutes; a SIGTERM of its start-up ends it as it expects.
+- while the run starts (imports, its folder, data, model: nothing computed yet), either signal
+  ends it at once with status 75 (EX_TEMPFAIL, "start the same command again"): nothing would
+  be lost, and the requeued command starts where this one stood;
+- a run that saves where it stands (``expect(saves=True)``: the training scripts' checkpoints, the
+  point by point evaluations' points), once it computes (``computing``: ``Run.set_payload``,
+  ``Run.resume_points``): the signal is remembered (``received``), and the run stops at the next
+  point where it can save without losing anything (after the current step or point), saves and
+  exits 75 (``runtime.Run``);
+- a run with nothing to save (``expect(saves=False)``: an evaluation that is quick to repeat):
+  SIGTERM ends it at once with status 75 (the same command starts it over), SIGUSR1 is ignored,
+  so that it uses its last minutes.
 
 A second SIGTERM while a stop is pending ends the process at once, killed by SIGTERM (status
 143), as one expects of a second SIGTERM. One that comes within ``SAME_REQUEST_SECONDS`` of the
@@ -38,12 +40,12 @@ _ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # where the
 
 
 class StopSignals:
-    """Remembers SIGTERM and SIGUSR1 (``received``: the first one's name) instead of dying of them;
-    see the module's docstring for what follows."""
+    """Catches SIGTERM and SIGUSR1; ``received``: the first one's name, once remembered. See the
+    module's docstring for what follows, by ``mode``: "starting", "saving" or "nothing to save"."""
 
     def __init__(self):
         self.received: str | None = None
-        self.saves = True  # until the script says otherwise, a signal is remembered
+        self.mode = "starting"
         self._term_at: float | None = None
         self._previous: dict = {}
 
@@ -65,23 +67,26 @@ class StopSignals:
         self.reset()
 
     def reset(self) -> None:
-        self.received, self.saves, self._term_at = None, True, None
+        self.received, self.mode, self._term_at = None, "starting", None
 
     def expect(self, saves: bool) -> None:
-        """Say what the script is: one that saves where it stands (a stop waits for the next point
-        where it can save), or one with nothing to save (SIGTERM ends it at once, SIGUSR1 is
-        ignored). For the latter a SIGTERM of the start-up ends it now; a SIGUSR1 is forgotten."""
-        self.saves = saves
-        if saves:
-            return
-        if self._term_at is not None:
-            self._exit_now()
-        self.received = None
+        """Say what the script is: one that saves where it stands (a signal stops it at once until it
+        computes, then at the next point where it can save), or one with nothing to save."""
+        self.mode = "starting" if saves else "nothing to save"
+
+    def computing(self) -> None:
+        """A run that saves begins to compute: from now on a signal is remembered, and the run saves
+        at its next step or point, then exits 75."""
+        self.mode = "saving"
 
     def _handle(self, signum, frame) -> None:
-        if not self.saves:
+        name = signal.Signals(signum).name
+        if self.mode == "starting":
+            self._exit_now(f"stopped by {name} while starting, before anything was computed: exit 75; "
+                           "start the same command again to continue")
+        if self.mode == "nothing to save":
             if signum == signal.SIGTERM:
-                self._exit_now()
+                self._exit_now("stopped by SIGTERM: exit 75; the same command started again runs it again")
             return  # SIGUSR1: the time limit is near, and the run has nothing to save: go on
         if signum == signal.SIGTERM:
             now = time.monotonic()
@@ -92,13 +97,22 @@ class StopSignals:
             if self._term_at is None:
                 self._term_at = now
         if self.received is None:
-            self.received = signal.Signals(signum).name
+            self.received = name
 
-    def _exit_now(self) -> None:
-        # os.write, not print: a handler may run while the main thread is inside a print
+    @staticmethod
+    def _exit_now(message: str) -> None:
+        # The process ends here, from whatever it was doing: os._exit, for a SystemExit raised in a
+        # handler unwinds through code that may swallow it (a bare except in an import: seen in
+        # torch's, the run then trained on). Nothing is lost: nothing was computed, or nothing is
+        # saved; a file being written is a temporary one (runtime.files), never the file itself.
+        for stream in (sys.stdout, sys.stderr):
+            try:
+                stream.flush()
+            except Exception:  # the main thread was inside a write to it
+                pass
         if os.environ.get("RANK", "0") == "0":
-            os.write(2, b"stopped by SIGTERM: exit 75; the same command started again runs it again\n")
-        raise SystemExit(EXIT_REQUEUE)
+            os.write(2, message.encode() + b"\n")  # os.write, not print: the main thread may be in one
+        os._exit(EXIT_REQUEUE)
 
 
 STOP = StopSignals()

@@ -9,7 +9,8 @@ trap 'received+=(TERM)' TERM
 # preempting or cancelling SLURM sends SIGTERM. A training run (or a point by point evaluation)
 # so signalled finishes its step, writes a checkpoint and exits 75 (EX_TEMPFAIL, "requeue me");
 # an evaluation with nothing to save exits 75 at once on SIGTERM and ignores SIGUSR1, using its
-# last minutes (runtime/signals.py). On 75, or on any failure after a signal, this job puts itself
+# last minutes; any of our scripts still starting exits 75 at once (runtime/signals.py). On 75,
+# or on any failure after a signal, this job puts itself
 # back in the queue (sbatch --requeue allows it); the requeued job runs the same command again,
 # which continues from the run's latest checkpoint; jobs that depend on it (afterok) keep waiting.
 # Not when SLURM itself is ending the job (scancel, the time limit reached): a requeue would undo

@@ -143,15 +143,27 @@ def test_a_write_error_is_one_error_line_and_keeps_the_earlier_checkpoints(tmp_p
     assert run.wait(timeout=60) == 75
     intact = weights(folder / "checkpoint-1.pt")
 
-    def small_files():  # ... and continued where files may not grow past 64 KiB: a full disk
-        resource.setrlimit(resource.RLIMIT_FSIZE, (65536, 65536))
-        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+    # ... and continued where files may not grow past 500 kB: checkpoint-2.pt (700 kB) stops part way,
+    # and torch.save raises a RuntimeError ("unexpected pos ...") whose context is the OSError (EFBIG)
+    limit = 500_000
+    soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (limit, hard))  # this process, for a moment: what torch raises
+    try:
+        with pytest.raises(RuntimeError) as raised, open(tmp_path / "raw.pt", "wb") as f:
+            torch.save(torch.load(folder / "checkpoint-1.pt", weights_only=True), f)
+    finally:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
+    assert isinstance(raised.value.__context__, OSError) and "write" not in str(raised.value).lower()
+
+    def small_files():
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a moment only: Python ignores it as it starts
 
     result = subprocess.run([sys.executable, os.path.join(ROOT, command[0]), *command[1:]], cwd=ROOT,
                             capture_output=True, text=True, env=dict(os.environ, PYTHONPATH=ROOT),
                             preexec_fn=small_files, timeout=120)
     error = assert_user_error(result, status=1)
-    assert "cannot write" in error and str(folder) in error
+    assert error == f"error: cannot write {folder / 'checkpoint-2.pt'}: File too large", result.stderr
     for name, tensor in weights(folder / "checkpoint-1.pt").items():
         assert torch.equal(tensor, intact[name])
     assert not [n for n in os.listdir(folder) if n.startswith(".tmp-")]  # no half-written files left
@@ -221,6 +233,89 @@ def test_sigkill_at_a_random_moment_and_the_same_command_again(name, commands, u
     run.wait()
     run_script(*command, f"--dir={folder}")
     assert_same_weights(folder / final, uninterrupted[name])
+
+
+# --------------------------------------------------------------------------- stop signals while a run starts
+
+def catches(pid: int) -> bool:
+    """Whether the process has its handlers for SIGTERM and SIGUSR1 (the kernel's SigCgt mask)."""
+    with open(f"/proc/{pid}/status") as f:
+        mask = int(next(line for line in f if line.startswith("SigCgt:")).split()[1], 16)
+    return all(mask >> (sig - 1) & 1 for sig in (signal.SIGTERM, signal.SIGUSR1))
+
+
+def cpu_seconds(pid: int) -> float:
+    """The CPU time the process has used (all its threads): a moment of its start-up, whatever the
+    machine's load, where wall-clock delays vary threefold on a shared machine."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime, stime
+
+
+def signalled(command: list, sig, *, delay: float = 0.0, cpu: float = 0.0, when=None) -> tuple[int, float, str]:
+    """Start ``command``; once it catches the stop signals (about a tenth of a second after it
+    starts: before that the Python interpreter itself is starting), send it ``sig`` after ``delay``
+    seconds, once it has used ``cpu`` seconds of CPU, or once the file ``when`` exists. Returns its
+    exit status, the CPU seconds it had used then, and its stderr."""
+    run = start(*command)
+    deadline = time.monotonic() + 120
+    while not catches(run.pid):
+        assert run.poll() is None and time.monotonic() < deadline, run.stderr.read()
+        time.sleep(0.002)
+    time.sleep(delay)
+    while run.poll() is None and (cpu_seconds(run.pid) < cpu or (when is not None and not os.path.exists(when))):
+        time.sleep(0.002)
+    used = cpu_seconds(run.pid) if run.poll() is None else float("inf")
+    run.send_signal(sig)
+    return run.wait(timeout=120), used, run.stderr.read()
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self"), reason="reads the handlers and the CPU time off /proc")
+def test_a_stop_signal_at_any_moment_of_the_start_up_exits_75_and_the_same_command_continues(finished_run,
+                                                                                           tmp_path):
+    """train.py stopped again and again while it starts (as it imports torch, reads its data, builds its
+    model; a new run and a continued one: exit 75 at once) and in its first step (saved, exit 75);
+    the same command in the end has an uninterrupted run's weights and figures. The moments are
+    drawn from the CPU time a start-up takes, measured on the way."""
+    folder = tmp_path / "run"
+    command = [*TRAIN, f"--dir={folder}"]
+    rng = random.Random(20)
+    statuses, messages = [], []
+    for sig, moment in ((signal.SIGUSR1, {"delay": rng.uniform(0.0, 0.3)}),  # importing torch: a new run
+                        (signal.SIGTERM, {"when": folder / "checkpoint-0.pt"})):  # its first step: saved
+        status, used, err = signalled(command, sig, **moment)
+        statuses.append(status)
+        messages.append(err)
+    assert (folder / "last.pt").is_file(), messages
+    startup = used  # the CPU seconds of a start-up, to the first step
+    for sig in (signal.SIGUSR1, signal.SIGTERM, signal.SIGUSR1, signal.SIGTERM):  # continued, at random moments
+        status, used, err = signalled(command, sig, cpu=rng.uniform(0.0, 0.9 * startup))
+        statuses.append(status)
+        messages.append(err)
+    assert statuses == [75] * 6, (statuses, messages)
+    assert all("start the same command again" in err for err in messages), messages
+    run_script(*command)
+    assert_same_weights(folder / "checkpoint-4.pt", finished_run / "checkpoint-4.pt")
+    assert json.loads((folder / "summary.json").read_text()) == json.loads((finished_run / "summary.json").read_text())
+    command_sh = (folder / "command.sh").read_text()
+    assert command_sh.endswith("\n") and command_sh.count("train.py") >= 2  # a line a start that wrote records
+
+
+def test_an_evaluation_ignores_the_time_limit_warning_and_sigterm_ends_it_with_75(finished_run, tmp_path):
+    """surface.py has nothing to save: once it has said so (its run folder opened), SIGUSR1 changes
+    nothing and SIGTERM ends it at once, for a requeue that starts it over. (Before, while it starts,
+    either signal ends it with 75, as any script: tests/test_stops.py.)"""
+    folder = tmp_path / "surface"
+    run = start("surface.py", f"--ckpt={finished_run}", "--x=-1:1:2000", f"--dir={folder}")
+    while not (folder / "args.json").exists():
+        assert run.poll() is None, run.stderr.read()
+        time.sleep(0.01)
+    run.send_signal(signal.SIGUSR1)
+    time.sleep(0.3)
+    assert run.poll() is None, run.stderr.read()
+    run.send_signal(signal.SIGTERM)
+    assert run.wait(timeout=30) == 75
+    assert "stopped by SIGTERM: exit 75" in run.stderr.read() and not (folder / "summary.json").exists()
 
 
 _FAULTS_PROGRAM = """
