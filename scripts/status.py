@@ -40,7 +40,7 @@ class Log:
         section = lines[last:] if last is not None else lines
         self.start = START.match(section[0]) if last is not None else None
         said = []
-        for line in section[1:]:
+        for line in section[2 if self.start else 0:]:  # the job scripts echo the command after their first line
             if END.match(line):
                 self.end = END.match(line)
             elif VERDICT.match(line):

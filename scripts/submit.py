@@ -174,12 +174,15 @@ def makefile(cwd: str, runs: list[Run], gpus: str, lock_dir: str) -> str:
     return "\n".join(text) + "\n"
 
 
-def run_on_gpus(args, cwd: str, runs: list[Run], parent: str) -> int:
+def check_gpus(args) -> None:
     defaults = build_parser().parse_args(["--slurm"])
     given = [name for name in ("partition", "time", "gpus_per_job", "sbatch_args", "signal_seconds")
              if getattr(args, name) != getattr(defaults, name)]
     if given:
         fail(f"--{given[0]} is an option of --slurm, not of --gpus")
+
+
+def run_on_gpus(args, cwd: str, runs: list[Run], parent: str) -> int:
     gpus = args.gpus.split(",")
     if not args.gpus or not all(GPU_ID.fullmatch(g) for g in gpus):
         fail(f"--gpus takes GPU ids separated by commas, e.g. 0,1,2,3 (got {args.gpus!r})")
@@ -362,6 +365,8 @@ def main(argv=None) -> int:
     args = build_parser().parse_args(joined(sys.argv[1:] if argv is None else argv))
     if not (args.gpus is not None or args.slurm or args.status):
         fail("say where the runs go: --gpus LIST or --slurm (or --status: where they stand)")
+    if args.gpus is not None:
+        check_gpus(args)
     cwd, runs, parent = read_runs(sys.stdin.read().splitlines(), args.names_from)
     if args.status:
         return show_status(args, cwd, runs, parent)

@@ -43,11 +43,11 @@ def wait_for(path, timeout: float = 60) -> None:
         time.sleep(0.2)
 
 
-def submit_list(slurm, lines: list[str], *options: str) -> subprocess.CompletedProcess:
+def submit_list(slurm, lines: list[str], *options: str, env: dict | None = None) -> subprocess.CompletedProcess:
     """scripts/submit.py --slurm on a hand-written run list."""
     return subprocess.run([sys.executable, os.path.join(ROOT, "scripts", "submit.py"), "--slurm",
                            "--gpus_per_job=0", *options], input="\n".join([f"cd {ROOT}", *lines]) + "\n",
-                          capture_output=True, text=True, timeout=60, env=slurm.env)
+                          capture_output=True, text=True, timeout=60, env=env or slurm.env)
 
 
 def standin(folder, steps: int, *flags: str) -> str:
@@ -94,6 +94,13 @@ def test_the_demo_as_a_table_on_slurm(slurm, tmp_path):
         log = (out / f"{name}.log").read_text()
         assert f"job {job} on" in log and "exit status 0" in log, log
     assert (out / "sgd-1" / "summary.json").exists()
+    again = subprocess.run(["bash", os.path.join(ROOT, "scripts", "demo.sh"), str(out), "--quick", "--slurm",
+                            "--gpus_per_job", "0"], capture_output=True, text=True, timeout=120, env=env)
+    assert again.returncode == 0 and not submitted(again.stdout), again.stdout + again.stderr  # its report neither
+    assert again.stdout.count("# done, skipped") == 15 and "# 0 jobs submitted" in again.stdout
+    board = subprocess.run(["bash", os.path.join(ROOT, "scripts", "demo.sh"), str(out), "--quick", "--status"],
+                           capture_output=True, text=True, timeout=120, env=env).stdout.splitlines()
+    assert board[-1] == "# every run is done" and sum(line.startswith("done ") for line in board) == 15, board
 
 
 def test_a_requeued_job_continues_and_its_dependent_waits(slurm, tmp_path):
@@ -159,3 +166,78 @@ def test_the_time_limit_signal_requeues_and_the_run_continues(slurm, time_limite
     starts = [tuple(map(int, line.split())) for line in (folder / "run" / "starts.log").read_text().splitlines()]
     assert starts == [(1, 0)] + [(i + 2, step) for i, step in enumerate(saved)], (starts, log)
     assert len(saved) == int(final["Restarts"]) and "done: 450 steps" in log and "signal 15" not in log
+
+
+def board_of(slurm, lines: list[str]) -> dict[str, tuple[str, str]]:
+    """{run: (state, what follows)} of submit.py --status on a run list, and "#": its comments."""
+    result = subprocess.run([sys.executable, os.path.join(ROOT, "scripts", "submit.py"), "--status", "--slurm"],
+                            input="\n".join([f"cd {ROOT}", *lines]) + "\n", capture_output=True, text=True,
+                            timeout=120, env=slurm.env)
+    assert result.returncode == 0, result.stderr
+    board = {"#": [line for line in result.stdout.splitlines() if line.startswith("#")]}
+    for line in result.stdout.splitlines():
+        match = re.fullmatch(r"((?:never |not )?\S+)\s+(\S+)\s*(.*)", line)
+        if match and not line.startswith("#"):
+            board[match.group(2)] = (match.group(1), match.group(3))
+    return board
+
+
+def test_the_status_board_of_a_table_on_slurm(slurm, tmp_path):
+    """A run done, one failed and the run after it (cancelled by SLURM: it never starts), one running
+    and the run waiting for it, one cancelled (it had checkpointed) and the run after it, and a job
+    requeued with scontrol: the board says each, from the logs and the queue, and what to type to go
+    on; the requeued job's log says SLURM requeues it. Each job of 2 CPUs (--sbatch_args with a --
+    value): OMP_NUM_THREADS=2."""
+    t = tmp_path
+    lines = [standin(t / "ok", 3), standin(t / "bad", 3, f"--ckpt={t}/missing/x"),
+             standin(t / "after-bad", 3, f"--ckpt={t}/bad/state.json"), standin(t / "long", 600),
+             standin(t / "after-long", 3, f"--ckpt={t}/long/state.json"), standin(t / "cancelled", 600),
+             standin(t / "after-cancelled", 3, f"--ckpt={t}/cancelled/state.json")]
+    env = {k: v for k, v in slurm.env.items() if k != "OMP_NUM_THREADS"}  # the job script's own choice
+    result = submit_list(slurm, lines, "--sbatch_args", "--cpus-per-task=2", "--command=bash scripts/my_table.sh",
+                         env=env)
+    assert result.returncode == 0, result.stderr
+    jobs = submitted(result.stdout)
+    for name in ("ok", "long", "cancelled"):
+        wait_for(t / name / "starts.log")
+    wait_for(t / "ok" / "summary.json")
+    slurm.run("scancel", jobs["cancelled"])
+    slurm.wait([jobs["cancelled"], jobs["bad"]], timeout=60)
+    time.sleep(2)  # SLURM cancels the dependents of a failed or cancelled job (--kill-on-invalid-dep)
+    board = board_of(slurm, lines)
+    assert board["ok"][0] == "done"
+    assert board["bad"][0] == "failed" and "error: started before the run of" in board["bad"][1], board["bad"]
+    assert board["after-bad"][0] == "never started" and "bad" in board["after-bad"][1], board
+    assert board["long"][0] == "running" and board["long"][1].startswith(f"job {jobs['long']} on "), board
+    assert board["after-long"] == ("waiting", f"job {jobs['after-long']}, for long"), board
+    assert board["cancelled"][0] == "cancelled" and "scancel" in board["cancelled"][1], board
+    assert board["after-cancelled"][0] == "never started" and "cancelled" in board["after-cancelled"][1], board
+    assert board["#"][-1].endswith("start the same command again: bash scripts/my_table.sh"), board["#"]
+    assert "OMP_NUM_THREADS=2," in (t / "ok.log").read_text()
+
+    slurm.run("scontrol", "requeue", jobs["long"])  # SLURM's own requeue: the run saves, the job goes on
+    deadline = time.monotonic() + 60
+    while len((t / "long" / "starts.log").read_text().splitlines()) < 2:
+        assert time.monotonic() < deadline, (t / "long.log").read_text()
+        time.sleep(0.5)
+    log = (t / "long.log").read_text()
+    assert "exit status 75: stopped to be continued" in log and "# SLURM requeues this job itself" in log, log
+    assert log.index("exit status 75") < log.index("# SLURM requeues")  # the closing lines first
+    assert board_of(slurm, lines)["long"][1].endswith(", start 2"), log
+    slurm.run("scancel", jobs["long"], jobs["after-long"])
+
+
+def test_slurm_without_a_controller_is_one_error_line(slurm, tmp_path):
+    """SLURM installed, its controller not answering (a port where none listens): one error line and
+    exit 2, nothing submitted; the same for --status --slurm (without --slurm, the board from the logs)."""
+    conf = tmp_path / "slurm.conf"
+    text = open(slurm.conf).read()
+    conf.write_text(re.sub(r"^SlurmctldPort=\d+$", f"SlurmctldPort={slurm_cluster._free_port()}", text, flags=re.M))
+    env = {**slurm.env, "SLURM_CONF": str(conf)}
+    lines = f"cd {ROOT}\n{standin(tmp_path / 'run', 3)}\n"
+    for options in (["--slurm", "--gpus_per_job=0"], ["--status", "--slurm"]):
+        result = subprocess.run([sys.executable, os.path.join(ROOT, "scripts", "submit.py"), *options], input=lines,
+                                capture_output=True, text=True, timeout=180, env=env)
+        assert_one_error_line(result)
+        assert "cannot reach SLURM" in result.stderr and "Unable to contact slurm controller" in result.stderr
+    assert not (tmp_path / "run").exists() and not (tmp_path / "run.log").exists()

@@ -11,6 +11,7 @@ import shlex
 import stat
 import subprocess
 import sys
+import time
 
 import pytest
 
@@ -38,6 +39,7 @@ def logging_python(folder, real: str | None = None) -> str:
     exit status 1 for the run whose --dir is $FAIL_DIR."""
     work = f'{real} "$@"; status=$?' if real else \
         'sleep ${PRETEND_SECONDS:-0.3}; status=0; if [[ $key == "${FAIL_DIR-}" ]]; then status=1; ' \
+        'echo "error: failed on purpose" >&2; ' \
         'elif [[ $key != *.py ]]; then mkdir -p "$key" && echo {} > "$key/summary.json"; fi'
     return executable(folder / "python", f"""#!/usr/bin/env bash
 key=$1
@@ -137,10 +139,20 @@ def test_gpus_a_failed_run_stops_only_the_runs_that_need_it(tmp_path):
     assert len(runs) == 42 - len(blocked) and not blocked & set(runs)  # the other 36 ran (one failed)
     assert all(os.path.exists(f"{key}/summary.json") for key in runs if key != f"{model}/endpoint-1")
 
+    board = status_board(bash("curves_table.sh", "/data", out, "--status", env=env))
+    name = "CIFAR10/VGG16"
+    assert board[f"{name}/endpoint-1"][0] == "failed" and "error: failed on purpose" in board[f"{name}/endpoint-1"][1]
+    for run in blocked:
+        state, what = board[f"{name}/{run.rsplit('/', 1)[1]}"]
+        assert state == "never started" and re.fullmatch(r"needs .* \((failed|never started)\)", what), (run, what)
+    assert sum(board[key][0] == "done" for key in board if key != "#") == 36 and len(board) == 1 + 42
+    assert "--gpus 3,7" in board["#"][-1] and "curves_table.sh /data" in board["#"][-1]  # what to type to go on
+
     del env["FAIL_DIR"]  # fixed: the same command again runs what is left
     again = bash("curves_table.sh", "/data", out, "--gpus", "3,7", env=env)
     assert again.returncode == 0, again.stdout + again.stderr
     assert again.stdout.count("# done, skipped") == 36 and again.stdout.count("finished") == 6
+    assert status_board(bash("curves_table.sh", "/data", out, "--status", env=env))["#"][-1] == "# every run is done"
 
 
 def test_demo_on_two_fake_gpus(tmp_path):
@@ -156,6 +168,96 @@ def test_demo_on_two_fake_gpus(tmp_path):
     assert len(runs) == len(commands) == 15 and all(run.status == 0 for [run] in runs.values())
     assert check_schedule(runs, waits(commands), {"0", "1"}) == 2
     assert (out / "endpoint-1.log").exists() and (out / "demo_report.log").exists()
+    again = bash("demo.sh", out, "--quick", "--gpus", "0,1", env=env)  # finished: its report too
+    assert again.returncode == 0 and again.stdout.count("# done, skipped") == 15, again.stdout
+    assert "# every run is finished" in again.stdout and read_events(tmp_path) == runs
+
+
+def test_a_finished_demo_started_again_here_does_not_run_its_report_again(tmp_path):
+    out = tmp_path / "demo"
+    listed = bash("demo.sh", out, "--quick", "--dry-run").stdout.splitlines()
+    for line in listed:
+        words = [] if line.startswith("#") else shlex.split(line)
+        for word in words:
+            if word.startswith("--dir="):
+                os.makedirs(word[6:])
+                open(os.path.join(word[6:], "summary.json"), "w").write("{}")
+    (out / "summary.json").write_text("{}")  # the report's
+    env = {"PYTHON": logging_python(tmp_path)}
+    result = bash("demo.sh", out, "--quick", env=env)
+    assert result.returncode == 0 and result.stdout.count("# done, skipped") == 15, result.stdout
+    assert not (tmp_path / "events").exists()
+
+
+def status_board(result: subprocess.CompletedProcess) -> dict:
+    """{run name: (state, what follows)} of --status's lines, and "#": its comment lines."""
+    assert result.returncode == 0, result.stdout + result.stderr
+    board = {"#": []}
+    for line in result.stdout.splitlines():
+        if line.startswith("#"):
+            board["#"].append(line)
+            continue
+        match = re.fullmatch(r"(\S+(?: started)?)\s+(\S+)\s*(.*)", line)
+        assert match, line
+        board[match.group(2)] = (match.group(1), match.group(3))
+    return board
+
+
+def test_status_of_runs_on_gpus_while_they_run(tmp_path):
+    """A run under way on a GPU (its with_gpu.sh alive), the run waiting for it, and then all done."""
+    env = {**os.environ, "GPU_LOCK_DIR": str(tmp_path / "locks"), "PRETEND_SECONDS": "3"}
+    python = logging_python(tmp_path)
+    lines = [f"cd {tmp_path}", f"{python} train.py --dir={tmp_path}/a", f"{python} fge.py --dir={tmp_path}/b --ckpt={tmp_path}/a/x.pt"]
+    submit = [sys.executable, os.path.join(ROOT, "scripts", "submit.py")]
+    table = subprocess.Popen([*submit, "--gpus", "0", "--command=bash my_table.sh"], text=True, env=env,
+                             stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    table.stdin.write("\n".join(lines) + "\n")
+    table.stdin.close()
+    deadline = time.monotonic() + 60
+    while not (tmp_path / "a.log").exists() or "pid" not in (tmp_path / "a.log").read_text():
+        assert time.monotonic() < deadline
+        time.sleep(0.1)
+    status = [*submit, "--status", "--gpus=0"]
+    board = status_board(subprocess.run(status, input="\n".join(lines), capture_output=True, text=True, env=env))
+    assert board["a"][0] == "running" and board["a"][1].startswith("GPU 0, pid "), board
+    assert board["b"] == ("not started", "waits for a"), board
+    assert table.wait(timeout=60) == 0
+    board = status_board(subprocess.run(status, input="\n".join(lines), capture_output=True, text=True, env=env))
+    assert board["a"][0] == board["b"][0] == "done" and board["#"][-1] == "# every run is done", board
+
+
+def test_sbatch_args_take_an_option_as_their_value():
+    for value, words in (("--cpus-per-task=2", ["--cpus-per-task=2"]), ("--cpus-per-task 2", ["--cpus-per-task", "2"])):
+        for flag in ("--sbatch_args", "--sbatch-args"):
+            result = subprocess.run([sys.executable, os.path.join(ROOT, "scripts", "submit.py"), "--slurm",
+                                     "--dry-run", flag, value], input="python train.py --dir=/tmp/x\n",
+                                    capture_output=True, text=True)
+            assert result.returncode == 0, result.stderr
+            sbatch = sbatch_lines(result.stdout)[1]
+            batch = sbatch.index(os.path.join(ROOT, "scripts", "slurm_job.sh"))
+            assert sbatch[batch - len(words):batch] == words, sbatch
+    nowhere = subprocess.run([sys.executable, os.path.join(ROOT, "scripts", "submit.py")], input="python x.py\n",
+                             capture_output=True, text=True)
+    assert_one_error_line(nowhere)
+
+
+def test_the_job_script_divides_the_cpus_among_torchruns_workers(tmp_path):
+    """slurm_job.sh outside SLURM (a command that ends well: no scontrol): OMP_NUM_THREADS is the
+    job's CPUs over torchrun's workers (--nproc_per_node), all of them for another command."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    for name in ("torchrun", "python"):
+        executable(bin_dir / name, '#!/usr/bin/env bash\necho "threads=$OMP_NUM_THREADS"\n')
+    job = os.path.join(ROOT, "scripts", "slurm_job.sh")
+    env = {k: v for k, v in os.environ.items() if k != "OMP_NUM_THREADS"}
+    for command, threads in (([str(bin_dir / "torchrun"), "--nproc_per_node=4", "train.py"], 2),
+                             ([str(bin_dir / "torchrun"), "--standalone", "--nproc-per-node", "3", "train.py"], 2),
+                             ([str(bin_dir / "python"), "train.py"], 8)):
+        result = subprocess.run(["bash", job, *command], capture_output=True, text=True,
+                                env={**env, "SLURM_CPUS_PER_TASK": "8", "SLURM_JOB_ID": "1"})
+        assert result.returncode == 0, result.stderr
+        assert f"threads={threads}" in result.stdout and f"OMP_NUM_THREADS={threads}," in result.stdout, result.stdout
+        assert result.stdout.splitlines()[-1].endswith("exit status 0: finished"), result.stdout
 
 
 def test_gpus_dry_run_prints_the_makefile(tmp_path):
@@ -261,7 +363,7 @@ def assert_one_error_line(result: subprocess.CompletedProcess) -> None:
     ("--gpus", "0,1", "--slurm"), ("--slurm", "--gpus=0"), ("--gpus", "0", "--partition", "gpu"),
     ("--slurm", "--time", "soon"), ("--slurm", "--time", "1", "--signal_seconds", "60"),
     ("--slurm", "--gpus_per_job", "-1"), ("--slurm", "--gpus_per_job", "two"), ("--slurm", "--sbatch_args", "'"),
-    ("--slurm", "--partitoin", "gpu"),
+    ("--slurm", "--partitoin", "gpu"), ("--status", "--dry-run"), ("--status", "--gpus", "0", "--partition", "gpu"),
 ])
 def test_bad_input_is_one_error_line(args, tmp_path):
     for script, first in (("swa_table.sh", ["/data", tmp_path / "out"]), ("demo.sh", [tmp_path / "out", "--quick"])):
