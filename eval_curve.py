@@ -109,8 +109,9 @@ def build_curve(args, checkpoints: dict, dataset, device) -> curves.CurveModel:
 
 
 def evaluate_point(curve, t: float, train_loader, test_loader, wd: float, amp: bool,
-                   draw: int = 0) -> tuple[dict, np.ndarray]:
-    """The figures of one point, and its test probabilities (N, classes) for the ensemble.
+                   draw: int = 0, logits: bool = False) -> tuple[dict, np.ndarray]:
+    """The figures of one point, and its test probabilities (N, classes) for the ensemble (its
+    test logits with ``logits``).
 
     ``train_loader`` serves the BatchNorm update and the train figures; if it augments,
     ``draw`` numbers the point, so that each pass gets its own crops and a rerun the same.
@@ -124,7 +125,7 @@ def evaluate_point(curve, t: float, train_loader, test_loader, wd: float, amp: b
         l2 = float(curve.l2(wd, t))
     train_loader.set_epoch(2 * draw + 1)
     train = utils.evaluate(forward, train_loader, amp=amp)
-    test, probs, _ = utils.evaluate_with_predictions(forward, test_loader, amp=amp)
+    test, probs, _ = utils.evaluate_with_predictions(forward, test_loader, amp=amp, logits=logits)
     test_nll, test_acc = test["nll"], test["accuracy"]
     return {"t": t, "tr_loss": train["nll"] + l2, "tr_nll": train["nll"], "tr_acc": train["accuracy"],
             "tr_err": 100.0 - train["accuracy"], "te_loss": test_nll + l2, "te_nll": test_nll,

@@ -144,21 +144,23 @@ def build_curve(args, dataset, device, endpoints: dict) -> curves.CurveModel:
     return curve
 
 
-def point_predictions(curve: curves.SubspaceModel, t, loader, bn_loader, amp: bool, draw: int = 0):
-    """NLL, accuracy and ECE of the curve (or subspace) at a point ``t`` on ``loader``, with the
-    probabilities and labels behind them; BatchNorm statistics recomputed at t first on
-    ``bn_loader`` (its augmentation draws number ``draw``)."""
+def point_predictions(curve: curves.SubspaceModel, t, loader, bn_loader, amp: bool, draw: int = 0,
+                      ece_bins: int = utils.ECE_BINS, logits: bool = False):
+    """NLL, accuracy and ECE (``ece_bins`` bins) of the curve (or subspace) at a point ``t`` on
+    ``loader``, with the probabilities (or, with ``logits``, the logits) and labels behind them;
+    BatchNorm statistics recomputed at t first on ``bn_loader`` (its augmentation draws number ``draw``)."""
     forward = curve.at(t)
     if utils.has_batchnorm(curve):
         bn_loader.set_epoch(draw)
         utils.update_bn(curve, bn_loader, forward=forward, amp=amp)
     curve.eval()  # evaluate() puts only nn.Modules in eval mode, and a lambda is not one
-    return utils.evaluate_with_predictions(forward, loader, amp=amp)
+    return utils.evaluate_with_predictions(forward, loader, amp=amp, ece_bins=ece_bins, logits=logits)
 
 
-def evaluate_at(curve: curves.SubspaceModel, t, loader, bn_loader, amp: bool, draw: int = 0) -> dict:
+def evaluate_at(curve: curves.SubspaceModel, t, loader, bn_loader, amp: bool, draw: int = 0,
+                ece_bins: int = utils.ECE_BINS) -> dict:
     """``point_predictions``' figures alone (and ``loss``, the NLL)."""
-    metrics = point_predictions(curve, t, loader, bn_loader, amp, draw)[0]
+    metrics = point_predictions(curve, t, loader, bn_loader, amp, draw, ece_bins)[0]
     return {"loss": metrics["nll"], **metrics}
 
 
