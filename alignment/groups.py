@@ -212,9 +212,6 @@ class _Channels:
                 self.labels[node] = labels
         return self.collect()
 
-    def arg_labels(self, node: fx.Node, value) -> _Labels | None:
-        return self.labels.get(value) if isinstance(value, fx.Node) else None
-
     def labelled_args(self, node: fx.Node) -> list[fx.Node]:
         found = []
         fx.node.map_arg((node.args, node.kwargs), lambda a: found.append(a) if a in self.labels else None)
@@ -459,57 +456,61 @@ class _Channels:
 
     # ------------------------------------------------------------------ groups
     def collect(self) -> Symmetries:
-        fixed = {self.find(u) for u in self.fixed}
-        # occurrences[class][(kind, name, dim)] = {spatial copy: position}
-        occurrences: dict[int, dict[tuple, dict[int, int]]] = {}
-        first_seen: dict[int, tuple[int, int]] = {}
-
-        def record(kind, name, dim, labels: _Labels, order: int) -> None:
-            for position, (unit, sub) in enumerate(zip(labels.units.tolist(), labels.subs.tolist())):
-                if unit == ZERO:
-                    continue
-                root = self.find(unit)
-                if root in fixed:
-                    continue
-                places = occurrences.setdefault(root, {}).setdefault((kind, name, dim), {})
-                if sub in places:
-                    raise ValueError(f"a unit appears twice in {name} (dim {dim}, positions {places[sub]} "
-                                     f"and {position}): alignment does not handle duplicated channels")
-                places[sub] = position
-                first_seen.setdefault(root, (order, position))
-
-        for order, (key, dim, labels) in enumerate(self.params):
-            record("param", key, dim, labels, order)
-        for node, labels in self.labels.items():
-            record("activation", node.name, 1, labels, len(self.params))
+        roots = np.array([self.find(u) for u in range(len(self.parent))], dtype=np.int64)
+        fixed = np.zeros(len(roots) + 1, dtype=bool)  # by root; the extra slot is ZERO's (-1)
+        fixed[roots[sorted(self.fixed)]] = True
+        fixed[-1] = True
+        # Every place a unit class occurs, as rows (class, where, spatial copy, position); "where"
+        # numbers the parameters' axes in graph order, then the activations.
+        wheres = [("param", key, dim) for key, dim, _ in self.params] + \
+                 [("activation", node.name, 1) for node in self.labels]
+        tables = []
+        for where, labels in enumerate([labels for _, _, labels in self.params] + list(self.labels.values())):
+            root = np.where(labels.units == ZERO, -1, roots[np.maximum(labels.units, 0)])
+            keep = ~fixed[root]
+            tables.append(np.stack([root[keep], np.full(keep.sum(), where), labels.subs[keep],
+                                    np.nonzero(keep)[0]], axis=1))
+        table = np.concatenate(tables) if tables else np.zeros((0, 4), dtype=np.int64)
+        table = table[np.lexsort((table[:, 2], table[:, 1], table[:, 0]))]  # by class, where, copy
+        same = (table[1:, :3] == table[:-1, :3]).all(axis=1)
+        if same.any():
+            row = table[1:][same][0]
+            raise ValueError(f"a unit appears twice in {wheres[row[1]][1]} (dim {wheres[row[1]][2]}): "
+                             "alignment does not handle duplicated channels")
         # Classes that occur in the same tensors at the same spatial copies can be swapped: one group.
-        by_signature: dict[tuple, list[int]] = {}
-        for root, places in occurrences.items():
-            signature = tuple(sorted((where, tuple(sorted(subs))) for where, subs in places.items()))
-            by_signature.setdefault(signature, []).append(root)
-        members: dict[int, list[int]] = {}
-        for unit in range(len(self.parent)):  # unit ids grow in graph order
-            members.setdefault(self.find(unit), []).append(unit)
+        starts = np.flatnonzero(np.r_[True, table[1:, 0] != table[:-1, 0]])
+        ends = np.r_[starts[1:], len(table)]
+        by_signature: dict[bytes, list[int]] = {}
+        for start, end in zip(starts.tolist(), ends.tolist()):
+            by_signature.setdefault(table[start:end, 1:3].tobytes(), []).append(start)
+        producers_of = {}
+        for unit, root in enumerate(roots.tolist()):  # unit ids grow in graph order
+            producers_of.setdefault(root, []).append(unit)
         node_order = {node.name: i for i, node in enumerate(self.labels)}
 
         groups, names = [], {}
-        for signature, roots in sorted(by_signature.items(), key=lambda item: min(first_seen[r] for r in item[1])):
-            roots.sort(key=lambda r: first_seen[r])
-            units = sorted(u for r in roots for u in members[r])
+        first = lambda start: (table[start, 1], table[start, 3])  # noqa: E731  (where first seen, position)
+        for starts_of_group in sorted(by_signature.values(), key=lambda g: min(first(s) for s in g)):
+            starts_of_group.sort(key=first)
+            length = ends[np.searchsorted(starts, starts_of_group[0])] - starts_of_group[0]
+            positions = np.stack([table[s:s + length, 3] for s in starts_of_group])  # (n, places)
+            columns = table[starts_of_group[0]:starts_of_group[0] + length, 1]
+            members = [table[s, 0] for s in starts_of_group]
+            units = sorted(u for r in members for u in producers_of[r])
             layers = tuple(dict.fromkeys(self.producer[u] for u in units))
             axes, sites = [], []
-            for (kind, name, dim), subs in signature:
-                index = torch.tensor([[occurrences[r][(kind, name, dim)][s] for s in subs] for r in roots])
+            for where in dict.fromkeys(columns.tolist()):
+                index = torch.from_numpy(positions[:, columns == where].copy())
+                kind, name, dim = wheres[where]
                 if kind == "param":
                     axes.append(Axis(name, dim, index))
-                elif subs == (0,):
+                elif index.shape[1] == 1:
                     sites.append(Site(name, index[:, 0]))
             sites.sort(key=lambda site: node_order[site.node])
             names[layers[0]] = names.get(layers[0], 0) + 1
             name = layers[0] if names[layers[0]] == 1 else f"{layers[0]}#{names[layers[0]]}"
-            groups.append(Group(name, len(roots), layers, tuple(axes), self.measured_sites(sites)))
-        output_layers = [name for name, units in self.layer_outputs.items()
-                         if any(self.find(int(u)) in fixed for u in units)]
+            groups.append(Group(name, len(members), layers, tuple(axes), self.measured_sites(sites)))
+        output_layers = [name for name, units in self.layer_outputs.items() if fixed[roots[units]].any()]
         return Symmetries(groups, list(self.layer_outputs), output_layers, self.graph)
 
     def measured_sites(self, sites: list[Site]) -> tuple[Site, ...]:

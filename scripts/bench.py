@@ -35,6 +35,7 @@ import torchvision
 import torchvision.transforms as T
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+import alignment  # noqa: E402
 import data  # noqa: E402
 import eval_curve  # noqa: E402
 import models  # noqa: E402
@@ -48,16 +49,16 @@ SIZES = {
     # vgg_repeats: the overhead goals compare steps a few percent apart, on machines whose
     # neighbours move single timings by more: more rounds for paired_ratio's median
     "full": dict(pipeline=50000, train=5120, point_train=5120, point_test=2048, vgg_batch=128,
-                 repeats=3, vgg_repeats=11, matmul=4096),
+                 repeats=3, vgg_repeats=11, matmul=4096, matching_model="VGG16", matching_repeats=3),
     "quick": dict(pipeline=10240, train=2560, point_train=2560, point_test=1024, vgg_batch=128,
-                  repeats=3, vgg_repeats=11, matmul=2048),
+                  repeats=3, vgg_repeats=11, matmul=2048, matching_model="VGG16", matching_repeats=1),
     # a smoke run for the tests: every figure is written, none means anything
     "tiny": dict(pipeline=256, train=128, point_train=128, point_test=64, vgg_batch=4, repeats=1, vgg_repeats=1,
-                 matmul=64),
+                 matmul=64, matching_model="MLP", matching_repeats=1),
 }
 GOALS = {"pipeline_speedup": 20, "train_speedup_convfc": 3, "amp_speedup_vgg16": 1.3,
          "curve_overhead_vgg16": 1.15, "line_overhead_vgg16": 1.15, "simplex_overhead_vgg16": 1.15,
-         "eval_curve_speedup": 2, "fraction_of_peak_vgg16": 0.6}
+         "eval_curve_speedup": 2, "fraction_of_peak_vgg16": 0.6, "weight_matching_vgg16_s": 10}
 SPRO_SAMPLES = 5  # points a SPRO step (loss-surface-simplexes' n_sample), in a simplex of 5 vertices
 BATCH, WORKERS = 128, (0, 2)
 MEAN, STD = data.NORMALISATIONS["VGG"]
@@ -297,6 +298,27 @@ def _training_flops(step) -> float:
     return float(counter.get_total_flops())
 
 
+def bench_weight_matching(name: str, device, repeats: int) -> dict:
+    """Git Re-Basin's weight matching of two random networks (align.py --method weights): the seconds of
+    the coordinate descent, until a sweep gains nothing (best of ``repeats``), and of finding the groups."""
+    torch.manual_seed(0)
+    a, b = (models.build_model(name, 10).to(device) for _ in range(2))
+    sync(device)
+    start = time.perf_counter()
+    groups = alignment.find_groups(a, torch.zeros(1, 3, 32, 32, device=device))
+    find_seconds = time.perf_counter() - start
+    params_a, params_b = alignment.parameters(a), alignment.parameters(b)
+    best, sweeps = float("inf"), 0
+    for _ in range(repeats):  # no warm-up: nothing is compiled, and a run takes seconds
+        sync(device)
+        start = time.perf_counter()
+        sweeps = alignment.weight_matching(groups, params_a, params_b, seed=0).sweeps
+        sync(device)
+        best = min(best, time.perf_counter() - start)
+    return {"weight_matching_vgg16_s": best, "weight_matching_vgg16_sweeps": float(sweeps),
+            "weight_matching_vgg16_groups_s": find_seconds, "weight_matching_model": name}
+
+
 def bench_eval_curve(root, ours: data.Dataset, train_images: int, test_images: int, device, repeats: int) -> dict:
     """One curve point of PreResNet20 (BatchNorm update, train and test evaluation): eval_curve.py's
     ``evaluate_point`` against the original approach (a DataLoader of the augmented training images in
@@ -468,7 +490,9 @@ def main(argv=None) -> None:
                                                        figures["matmul_gflops_fp32"])),
                  ("eval_curve", lambda: bench_eval_curve(root, ours, size["point_train"], size["point_test"],
                                                          device, repeats)),
-                 ("data_parallel", lambda: bench_data_parallel(root, size["train"], repeats))]
+                 ("data_parallel", lambda: bench_data_parallel(root, size["train"], repeats)),
+                 ("weight_matching", lambda: bench_weight_matching(size["matching_model"], device,
+                                                                   size["matching_repeats"]))]
         for name, step in steps:
             section = time.time()
             figures.update(step())
@@ -485,12 +509,17 @@ def main(argv=None) -> None:
         json.dump(figures, f, indent=2)
         f.write("\n")
     for key, goal in figures["goals"].items():
-        print(f"{key:>24}  {goal['value']:8.2f}  goal {'<=' if 'overhead' in key else '>='} "
+        print(f"{key:>24}  {goal['value']:8.2f}  goal {'<=' if _at_most(key) else '>='} "
               f"{goal['goal']:<5} {'met' if goal['met'] else 'MISSED'}")
 
 
+def _at_most(key: str) -> bool:
+    """Overheads and seconds are goals to stay under; speed-ups and rates goals to reach."""
+    return "overhead" in key or key.endswith("_s")
+
+
 def _met(key: str, value: float, goal: float) -> bool:
-    return value <= goal if "overhead" in key else value >= goal
+    return value <= goal if _at_most(key) else value >= goal
 
 
 if __name__ == "__main__":
