@@ -16,7 +16,8 @@ ABSOLUTE = ["pipeline_images_per_s_ours", "pipeline_images_per_s_reference_worke
             "vgg16_step_s_simplex_amp_channels_last", "vgg16_training_gflops_fp32",
             "curve_point_s_ours_amp_channels_last", "curve_point_s_reference_workers0",
             "data_parallel_images_per_s_1_process", "data_parallel_images_per_s_2_process",
-            "data_parallel_speedup_2_processes", "weight_matching_vgg16_s", "weight_matching_vgg16_sweeps",
+            "data_parallel_speedup_2_processes", "weight_matching_vgg16_s", "weight_matching_vgg16_s_1_thread",
+            "weight_matching_vgg16_sweeps",
             "weight_matching_vgg16_groups_s"]
 
 
