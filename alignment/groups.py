@@ -245,7 +245,8 @@ class _Channels:
         x = self.labels.get(node.args[0]) if node.args else None
         if isinstance(module, _CONV + (nn.Linear,)):
             if x is None or len(inputs) != 1:
-                raise ValueError(f"layer {name!r} reads something other than one tensor of the network ({_where(node)})")
+                raise ValueError(f"layer {name!r} reads something other than one tensor of the network "
+                                 f"({_where(node)})")
             if isinstance(module, _CONV) and module.groups != 1:
                 raise ValueError(f"layer {name!r} is a grouped convolution (groups={module.groups}): "
                                  "alignment handles groups=1 only")

@@ -190,14 +190,6 @@ def weight_matching(groups: list[Group], params_a: dict, params_b: dict, *, seed
     return result
 
 
-def objective(groups: list[Group], params_a: dict, params_b: dict, perms: dict[str, torch.Tensor]) -> float:
-    """sum over parameters of <A, P B>: what weight matching maximises."""
-    from alignment.permute import permute_state
-
-    permuted = permute_state(params_b, groups, perms, strict=False)
-    return float(sum((params_a[k].double() * permuted[k].double()).sum() for k in params_a))
-
-
 # --------------------------------------------------------------------------- activations
 
 class _Recorder(fx.Interpreter):

@@ -61,7 +61,7 @@ def test_a_random_permutation_of_the_groups_leaves_every_zoo_model_unchanged(nam
         before = model(x)
         state = {k: v.clone() for k, v in model.state_dict().items()}
         perms = {g.name: torch.roll(torch.arange(g.size), 1) for g in groups}  # moves every unit
-        model.load_state_dict(alignment.permute_state(state, groups, perms))
+        alignment.permute_model(model, groups, perms)
         after = model(x)
     assert any(not torch.equal(state[k], v) for k, v in model.state_dict().items())
     assert torch.allclose(after, before, rtol=1e-4, atol=1e-5 * before.abs().max())
@@ -156,6 +156,47 @@ def test_weight_matching_recovers_a_random_permutation_exactly(name):
         assert torch.equal(result.perms[g.name], torch.argsort(perms[g.name])), g.name
     back = alignment.permute_state(state_b, groups, result.perms)
     assert all(torch.equal(back[k], state_a[k]) for k in state_a)
+
+
+def reference_weight_matching(a: nn.Sequential, b: nn.Sequential, seed: int) -> tuple[list, int]:
+    """Git Re-Basin's weight_matching for an MLP, as its code does it with mlp_permutation_spec: P_i
+    permutes Dense_i's rows and bias and Dense_{i+1}'s columns; every sweep a fresh random order,
+    each cost recomputed in full, until no assignment gains more than 1e-12."""
+    from scipy.optimize import linear_sum_assignment
+
+    dense = lambda m: [(l.weight.detach().double().numpy(), l.bias.detach().double().numpy())  # noqa: E731
+                       for l in m if isinstance(l, nn.Linear)]
+    wa, wb = dense(a), dense(b)
+    hidden = len(wa) - 1
+    perm = [np.arange(len(wa[i][1])) for i in range(hidden)]
+    rng = np.random.default_rng(seed)
+    for sweep in range(100):
+        progress = False
+        for p in rng.permutation(hidden):
+            w_in = wb[p][0][:, perm[p - 1]] if p > 0 else wb[p][0]
+            w_out = wb[p + 1][0][perm[p + 1], :] if p + 1 < hidden else wb[p + 1][0]
+            cost = wa[p][0] @ w_in.T + np.outer(wa[p][1], wb[p][1]) + wa[p + 1][0].T @ w_out
+            new = linear_sum_assignment(cost, maximize=True)[1]
+            rows = np.arange(len(new))
+            progress = progress or cost[rows, new].sum() > cost[rows, perm[p]].sum() + 1e-12
+            perm[p] = new
+        if not progress:
+            return perm, sweep + 1
+    return perm, 100
+
+
+def test_weight_matching_is_git_re_basins_descent_sweep_for_sweep():
+    """Two random MLPs: the same permutations and the same number of sweeps as the original's rule,
+    although ours skips groups whose neighbours did not change and updates costs by the moved units."""
+    for seed in range(3):
+        torch.manual_seed(seed)
+        a, b = (nn.Sequential(nn.Linear(20, 48), nn.ReLU(), nn.Linear(48, 48), nn.ReLU(), nn.Linear(48, 48),
+                              nn.ReLU(), nn.Linear(48, 48), nn.ReLU(), nn.Linear(48, 5)) for _ in range(2))
+        groups = alignment.find_groups(a, torch.zeros(1, 20))
+        result = alignment.weight_matching(groups, alignment.parameters(a), alignment.parameters(b), seed=seed)
+        expected, sweeps = reference_weight_matching(a, b, seed)
+        assert result.sweeps == sweeps and sweeps > 3
+        assert [result.perms[g.name].tolist() for g in groups] == [p.tolist() for p in expected]
 
 
 def brute_force(value, size):
@@ -277,7 +318,7 @@ def test_repair_at_an_endpoint_gives_the_endpoint_and_refuses_batchnorm():
 @pytest.fixture(scope="module")
 def pair(tmp_path_factory):
     folder = tmp_path_factory.mktemp("pair")
-    return {name: (random_checkpoint(folder / f"{name}-a.pt", name, 1), random_checkpoint(folder / f"{name}-b.pt", name, 2))
+    return {name: tuple(random_checkpoint(folder / f"{name}-{seed}.pt", name, seed) for seed in (1, 2))
             for name in ("ResNet20", "MLP")}
 
 
