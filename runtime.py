@@ -511,7 +511,8 @@ class Run:
         self.signals.uninstall()
 
 
-RUN_FILES = ("checkpoint-*.pt", LAST, "metrics.csv", "summary.json", "*.png", "*.npz", "curve.csv", "swa.pt")
+RUN_FILES = ("checkpoint-*.pt", LAST, "metrics.csv", "summary.json", "*.png", "*.npz", "curve.csv", "swa.pt",
+             "aligned.pt")
 
 
 def remove_run_files(directory: str, prefix: str = "", script: str = "") -> None:
