@@ -357,7 +357,8 @@ def _epoch_of(row: dict) -> float:
         return math.inf  # a row cut short: dropped
 
 
-RUN_FILES = ("checkpoint-*.pt", LAST, "metrics.csv", "summary.json", "*.png", "*.npz", "curve.csv", "swa.pt")
+RUN_FILES = ("checkpoint-*.pt", LAST, "metrics.csv", "summary.json", "*.png", "*.npz", "curve.csv", "swa.pt",
+             "aligned.pt")
 
 
 def remove_run_files(directory: str, prefix: str = "", script: str = "") -> None:
