@@ -196,9 +196,10 @@ class Run:
             raise UserError(f"cannot read {path}: {exc}") from exc
 
     # ------------------------------------------------------------------ records
-    def open_records(self, resume_epoch: int | None = None) -> None:
+    def open_records(self, resume_epoch: int | None = None, keep_rows: int | None = None) -> None:
         """command.sh and args.json of a new run, or the command appended to the command.sh of the
-        run this folder holds (its args.json is kept); metrics.csv without rows after ``resume_epoch``;
+        run this folder holds (its args.json is kept); metrics.csv without rows after ``resume_epoch``,
+        or only its first ``keep_rows`` rows (a run of points that continues after them);
         a summary.json that more epochs make stale is removed."""
         if self.directory is None or not self.procs.is_main:
             return
@@ -206,8 +207,8 @@ class Run:
             remove_run_files(self.directory, self.prefix, self.args.script)
         if os.path.isfile(self.file("summary.json")):
             os.remove(self.file("summary.json"))
-        self.record = RunRecord(self.directory, vars(self.args), resume_epoch=resume_epoch,
-                                      append_command=self.continues_folder, prefix=self.prefix)
+        self.record = RunRecord(self.directory, vars(self.args), resume_epoch=resume_epoch, keep_rows=keep_rows,
+                                append_command=self.continues_folder, prefix=self.prefix)
 
     def log(self, row: dict) -> None:
         if self.record is not None:
@@ -288,11 +289,12 @@ class RunRecord:
     its command line to command.sh and keeps the args.json of the run it continues.
     ``resume_epoch``: when a run resumes from the end of that epoch, rows of metrics.csv
     after it (written before the interruption) are dropped, and so is a row cut short by
-    a kill, so that the file ends up as an uninterrupted run's.
+    a kill, so that the file ends up as an uninterrupted run's. ``keep_rows``: a run of
+    points (rays.py) continues after the first ``keep_rows`` complete rows; the rest go.
     """
 
     def __init__(self, directory: str, args: dict, resume_epoch: int | None = None,
-                 append_command: bool = False, prefix: str = ""):
+                 append_command: bool = False, prefix: str = "", keep_rows: int | None = None):
         self.directory, self.prefix = directory, prefix
         try:
             os.makedirs(directory, exist_ok=True)
@@ -310,11 +312,12 @@ class RunRecord:
         write_atomic(command_path, command)
         self.fields: list[str] = []
         rows = []
-        if resume_epoch is not None and os.path.isfile(self.metrics_path):
+        if (resume_epoch is not None or keep_rows) and os.path.isfile(self.metrics_path):
             with open(self.metrics_path, newline="") as f:
                 reader = csv.DictReader(f)
                 rows = [r for r in reader if None not in r.values() and None not in r
-                        and _epoch_of(r) <= resume_epoch]
+                        and (resume_epoch is None or _epoch_of(r) <= resume_epoch)]
+            rows = rows if keep_rows is None else rows[:keep_rows]
         self._rewrite(rows)
 
     def log(self, row: dict) -> None:
