@@ -16,9 +16,25 @@ BatchNorm update and the train figures; --train_eval plain uses them as they are
 The test images are never augmented. dl is the distance between consecutive
 points' weights. --ensemble adds the accuracy and NLL of the mean of
 the softmax predictions over all points (the paper's curve ensemble).
-Writes curve.npz, curve.csv, curve.png, metrics.csv and summary.json in --dir. Stopped by
-SIGTERM or SIGUSR1 (exit 75 after the current point) or killed, the same command continues
-after the last point evaluated (points.pt), to the uninterrupted run's figures.
+Writes curve.npz, curve.csv, curve.png, metrics.csv and summary.json in --dir.
+
+The straight line through two networks beyond both ends (the SWA paper's Figure 6, through
+SGD's and SWA's solutions): --t_min and --t_max (defaults 0 and 1, the segment) extend the
+segment to (1 - t) w_start + t w_end for t from t_min <= 0 to t_max >= 1:
+
+    python eval_curve.py --dir=runs/sgd-swa-line --data_path=data --use_test --t_min=-1 --t_max=2 \
+        --init_start=runs/swa/swa.pt --init_end=runs/sgd/checkpoint-225.pt
+
+The --num_points values of t include 0 and 1 exactly: evenly spaced within [t_min, 0], [0, 1]
+and [1, t_max], the points shared in proportion to their lengths (curves.line_points; with
+61 points over [-1, 2], steps of 0.05). The L2 term is that of the point's own weights. In
+summary.json start and end are the figures at t = 0 and t = 1 (the two networks), min, max,
+avg and int are over all the points from t_min to t_max, and length is the whole line's,
+(t_max - t_min) * ||w_end - w_start||. curve.png marks the networks at t = 0 and t = 1. A
+trained curve (--ckpt) is defined on [0, 1] only, as in the original code.
+
+Stopped by SIGTERM or SIGUSR1 (exit 75 after the current point) or killed, the same command
+continues after the last point evaluated (points.pt), to the uninterrupted run's figures.
 """
 from __future__ import annotations
 
@@ -32,6 +48,7 @@ import torch
 
 import cli
 import curves
+import models
 import utils
 from runtime.errors import UserError
 
@@ -57,7 +74,12 @@ def build_parser() -> cli.ArgumentParser:
     group.add_argument("--curve", choices=sorted(curves.CURVES), default=None,
                        help="must match the checkpoint (default: the checkpoint's)")
     group.add_argument("--num_bends", type=int, default=None, help="must match the checkpoint")
-    group.add_argument("--num_points", type=points_type, default=61, help="number of values of t in [0, 1]")
+    group.add_argument("--num_points", type=points_type, default=61,
+                       help="number of values of t in [0, 1] (in [t_min, t_max] on the extended segment)")
+    group.add_argument("--t_min", type=float, default=0.0,
+                       help="without --ckpt: the first t, at most 0; below 0 the line goes on beyond --init_start")
+    group.add_argument("--t_max", type=float, default=1.0,
+                       help="without --ckpt: the last t, at least 1; above 1 the line goes on beyond --init_end")
     group.add_argument("--wd", type=cli.non_negative_float, default=None,
                        help="weight of the L2 term in the train loss (default: the training run's, else 1e-4)")
     group.add_argument("--ensemble", action="store_true", help="also evaluate the ensemble along the curve")
@@ -85,13 +107,37 @@ def load_checkpoints(args) -> dict:
         for path in (args.init_start, args.init_end):
             checkpoints[path] = runtime.load_checkpoint(path, kind="model", model=args.model)
             cli.resolve_from_checkpoint(args, checkpoints[path], path)
-        trained_wd = checkpoints[args.init_start]["args"].get("wd")
+        start, end = checkpoints[args.init_start], checkpoints[args.init_end]
+        if start["model_kwargs"] != end["model_kwargs"]:
+            raise UserError(f"{args.init_start} holds {args.model}({start['model_kwargs']}), {args.init_end} "
+                            f"{args.model}({end['model_kwargs']}): the segment needs one architecture")
+        trained_wd = start["args"].get("wd")
     else:
         raise UserError("give --ckpt CURVE, or --init_start A --init_end B for the straight segment")
+    check_range(args)
     cli.resolve_split(args, False, checkpoints, evaluation_only=True)
     if args.wd is None:
         args.wd = trained_wd if trained_wd is not None else 1e-4
     return checkpoints
+
+
+def check_range(args) -> None:
+    """--t_min and --t_max: on the segment only, a range that holds 0 and 1 and the points to mark them."""
+    if (args.t_min, args.t_max) == (0.0, 1.0):
+        return
+    if args.ckpt:
+        raise UserError(f"--t_min/--t_max: {args.ckpt} is a trained {args.curve} curve, defined for t in [0, 1] "
+                        "only; the line beyond its ends is the straight segment's (--init_start, --init_end)")
+    try:
+        curves.line_points(args.t_min, args.t_max, args.num_points)
+    except ValueError as exc:
+        raise UserError(f"--t_min={args.t_min:g} --t_max={args.t_max:g} --num_points={args.num_points}: {exc}") from exc
+
+
+def point_of(t: float):
+    """The curve's point at t: t itself on [0, 1]; beyond, the segment's coefficients (1 - t, t),
+    which its 2-bend PolyChain would clamp to (0, 0) (curves.line)."""
+    return t if 0.0 <= t <= 1.0 else curves.line(t)
 
 
 def build_curve(args, checkpoints: dict, dataset, device) -> curves.CurveModel:
@@ -99,7 +145,9 @@ def build_curve(args, checkpoints: dict, dataset, device) -> curves.CurveModel:
     if args.ckpt:
         curve = curves.curve_from_checkpoint(checkpoints[args.ckpt], device)
     else:
-        curve = curves.CurveModel(cli.build_model(args.model, dataset, device), "PolyChain", 2, True, True)
+        start = checkpoints[args.init_start]  # its constructor's arguments (an MLP's width) too
+        module = models.build_model(start["model"], start["num_classes"], **start["model_kwargs"]).to(device)
+        curve = curves.CurveModel(module, "PolyChain", 2, True, True)
         curve.load_bend(0, checkpoints[args.init_start]["model_state"])
         curve.load_bend(1, checkpoints[args.init_end]["model_state"])
     if args.channels_last:
@@ -125,11 +173,18 @@ def plot(path: str, arrays: dict, title: str = "") -> None:
     import matplotlib.pyplot as plt
 
     ts = arrays["ts"]
+    ends = [int(np.flatnonzero(ts == 0.0)[0]), int(np.flatnonzero(ts == 1.0)[0])]  # the two networks
+    beyond = ts[0] < 0.0 or ts[-1] > 1.0
     fig, (left, right) = plt.subplots(1, 2, figsize=(10, 4), constrained_layout=True)
     for ax, key, label, colour in ((left, "tr_loss", "train loss", "tab:blue"),
                                    (right, "te_err", "test error (%)", "tab:red")):
         ax.plot(ts, arrays[key], color=colour, lw=2)
-        ax.plot(ts[[0, -1]], arrays[key][[0, -1]], "o", color="black", ms=7, label="endpoints")
+        if beyond:  # the line past the two networks, shaded
+            for low, high in ((ts[0], 0.0), (1.0, ts[-1])):
+                if high > low:
+                    ax.axvspan(low, high, color="0.9", zorder=0)
+        ax.plot(ts[ends], arrays[key][ends], "o", color="black", ms=7,
+                label="the two networks (t = 0, 1)" if beyond else "endpoints")
         ax.set_xlabel("t")
         ax.set_ylabel(label)
         ax.grid(alpha=0.3)
@@ -154,19 +209,20 @@ def main(argv=None) -> None:
     ensemble = state["ensemble"].numpy() if "ensemble" in state else None
     table = cli.Table(["t", "tr_loss", "tr_nll", "tr_err", "te_nll", "te_err", "dl"])
 
-    ts = np.linspace(0.0, 1.0, args.num_points).tolist()
+    ts = curves.line_points(args.t_min, args.t_max, args.num_points)  # np.linspace(0, 1, n) by default
     previous = None
     if records:  # dl needs the last point's weights: recomputed from its t
         with torch.no_grad():
-            previous = curve.weights(ts[len(records) - 1])
+            previous = curve.weights(point_of(float(ts[len(records) - 1])))
     train_loader = cli.train_eval_loader(args, loaders)
-    for i, t in enumerate(cli.progress(ts[len(records):], "points", initial=len(records), total=len(ts)),
+    for i, t in enumerate(cli.progress(ts[len(records):].tolist(), "points", initial=len(records), total=len(ts)),
                           len(records)):
         with torch.no_grad():
-            weights = curve.weights(t)
+            weights = curve.weights(point_of(t))
         dl = 0.0 if previous is None else curves.distance(previous, weights)  # one point's weights held, not all
         previous = weights
-        point, probs = curves.evaluate_point(curve, t, train_loader, loaders["test"], args.wd, amp, draw=i)
+        point, probs = curves.evaluate_point(curve, point_of(t), train_loader, loaders["test"], args.wd, amp,
+                                             draw=i)
         point = {"t": t, "dl": dl, **{k: v for k, v in point.items() if k != "t"}}
         if args.ensemble:
             ensemble = probs if ensemble is None else ensemble + probs
@@ -176,11 +232,14 @@ def main(argv=None) -> None:
 
     if run.path("curve.npz"):
         path = "straight segment" if not args.ckpt else f"{args.curve} curve, {args.num_bends} bends"
+        if (args.t_min, args.t_max) != (0.0, 1.0):
+            path = f"the line through the two networks (t = 0, 1), t from {args.t_min:g} to {args.t_max:g}"
         write_outputs(args.dir, records, f"{args.model} on {args.dataset}: {path}")
     dl = [r["dl"] for r in records]
     summary = {"length": float(sum(dl))}
+    ends = (int(np.flatnonzero(ts == 0.0)[0]), int(np.flatnonzero(ts == 1.0)[0]))  # (0, -1) on [0, 1]
     for name, key in SUMMARY.items():
-        summary[name] = curves.summarise([r[key] for r in records], dl)
+        summary[name] = curves.summarise([r[key] for r in records], dl, ends)
     if args.ensemble:
         labels = loaders["test"].labels
         metrics = utils.prediction_metrics(ensemble / len(records), labels.cpu().numpy())

@@ -12,6 +12,10 @@ Both give c(0) = e_0 and c(1) = e_{n-1} and coefficients that sum to 1 for every
 ``t`` is a float or a tensor of any shape (...); the result is float32 of shape
 (..., n) on t's device (CPU for a float).
 
+Beyond t in [0, 1] the hat functions clamp to 0 (a 2-bend PolyChain at t = 2 has
+coefficients (0, 0): no network at all), so the straight line through two networks
+beyond its ends (SWA's Figure 6) takes its coefficients from ``line``: (1 - t, t) for any t.
+
 Simplex: c is itself the point, any vector of n non-negative weights summing to 1
 (barycentric coordinates); ``draw`` samples it uniformly over the simplex.
 """
@@ -48,6 +52,13 @@ def polychain(t, num_bends: int) -> torch.Tensor:
     t = _as_tensor(t).unsqueeze(-1)
     k = torch.arange(num_bends, dtype=torch.float32, device=t.device)
     return (1 - ((num_bends - 1) * t - k).abs()).clamp(min=0)
+
+
+def line(t: float) -> torch.Tensor:
+    """(1 - t, t) for any real t, float64 (2,): the point (1 - t) w_0 + t w_1 of the line through two
+    networks, beyond them too (t = 2 is 2 w_1 - w_0, t = -1 is 2 w_0 - w_1), where ``polychain`` clamps."""
+    t = float(t)
+    return torch.tensor([1.0 - t, t], dtype=torch.float64)
 
 
 CURVES = {"Bezier": bezier, "PolyChain": polychain}

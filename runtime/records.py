@@ -113,7 +113,8 @@ def load_points(path: str) -> dict | None:
         raise UserError(f"cannot read {path}: {type(exc).__name__}; --restart starts the run over") from exc
 
 
-RUN_FILES = ("checkpoint-*.pt", LAST, POINTS, "metrics.csv", "summary.json", "*.png", "*.npz", "curve.csv", "swa.pt")
+RUN_FILES = ("checkpoint-*.pt", LAST, POINTS, "metrics.csv", "summary.json", "*.png", "*.npz", "curve.csv", "swa.pt",
+             "aligned.pt")
 
 
 def remove_run_files(directory: str, prefix: str = "", script: str = "") -> None:

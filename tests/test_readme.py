@@ -1,5 +1,6 @@
-"""The README does what it says: its figures are docs/demo.json's, its DIGITS tour runs in order
-(shortened), its code snippet runs, and its CIFAR commands parse with the scripts' own parsers."""
+"""The README and its docs/ pages do what they say: the README's figures are docs/demo.json's, its
+DIGITS tour runs in order (shortened), its CIFAR commands parse with the scripts' own parsers,
+the library page's code runs as pasted, and every link points to a file that exists."""
 from __future__ import annotations
 
 import contextlib
@@ -20,13 +21,14 @@ sys.path.insert(0, os.path.join(ROOT, "scripts"))
 import readme  # noqa: E402
 
 TEXT = open(os.path.join(ROOT, "README.md")).read()
+LIBRARY = open(os.path.join(ROOT, "docs", "library.md")).read()
 
 
-def code_blocks(section: str, language: str) -> list[str]:
-    """The ```language blocks of the README section whose heading is ``section``."""
-    start = TEXT.index(f"## {section}\n")
-    end = TEXT.find("\n## ", start + 1)
-    body = TEXT[start:end if end != -1 else None]
+def code_blocks(section: str, language: str, text: str = TEXT) -> list[str]:
+    """The ```language blocks of the section of ``text`` (the README) whose heading is ``section``."""
+    start = text.index(f"## {section}\n")
+    end = text.find("\n## ", start + 1)
+    body = text[start:end if end != -1 else None]
     return re.findall(rf"```{language}\n(.*?)```", body, re.S)
 
 
@@ -49,7 +51,8 @@ SHORTER = [("--epochs=20", "--epochs=2"), ("--save_freq=16", "--save_freq=1"), (
            ("--swa_start=16", "--swa_start=2"), ("--warmup_epochs=2", "--warmup_epochs=1"),
            ("--epochs_per_vertex=2", "--epochs_per_vertex=1")]
 MORE = {"eval_curve.py": ["--num_points=3"], "plane.py": ["--grid_points=3", "--curve_points=3"],
-        "train_subspace.py": ["--num_points=3"], "simplex.py": ["--num_samples=2", "--num_test_samples=2"]}
+        "train_subspace.py": ["--num_points=3"], "simplex.py": ["--num_samples=2", "--num_test_samples=2"],
+        "hessian.py": ["--num_images=64", "--max_iter=5", "--trace_max_iter=5"], "surface.py": ["--x=-1:1:3"]}
 
 
 def shortened(line: str, root: str) -> list[str]:
@@ -83,9 +86,10 @@ def tour(tmp_path_factory):
 def test_the_digits_tour_runs_in_order_and_writes_what_it_says(tour):
     root, printed = tour
     lines = commands("A tour of the scripts on DIGITS")
-    assert len(lines) == len(printed) >= 11
+    assert len(lines) == len(printed) >= 16
     digits = root / "digits"
-    for name in ("net1", "net2", "segment", "curve", "curve-eval", "plane", "fge", "swa", "line", "spro"):
+    for name in ("net1", "net2", "segment", "curve", "curve-eval", "plane", "aligned", "segment-aligned", "fge",
+                 "swa", "hessian", "surface", "line", "spro"):
         assert (digits / name / "summary.json").is_file(), name
     assert (digits / "plane" / "plane.png").is_file() and (digits / "curve-eval" / "curve.png").is_file()
     segment = json.loads((digits / "segment" / "summary.json").read_text())
@@ -94,14 +98,33 @@ def test_the_digits_tour_runs_in_order_and_writes_what_it_says(tour):
     assert (digits / "line" / "subspace.png").is_file() and (digits / "spro" / "ensemble.png").is_file()
 
 
-def test_the_code_snippet_runs(tour):
-    root, _ = tour
-    (snippet,) = code_blocks("Curves from your own code", "python")
-    snippet = snippet.replace("runs/digits", f"{root}/digits").replace("checkpoint-20.pt", "checkpoint-2.pt")
+def run_snippet(snippet: str) -> str:
     result = subprocess.run([sys.executable, "-c", snippet], cwd=ROOT, capture_output=True, text=True,
                             env=dict(os.environ, PYTHONPATH=ROOT), timeout=300)
     assert result.returncode == 0, result.stderr
-    assert "'accuracy'" in result.stdout
+    return result.stdout
+
+
+def test_the_library_pages_curve_code_runs(tour):
+    root, _ = tour
+    (snippet,) = code_blocks("Curves from your own code", "python", LIBRARY)
+    snippet = snippet.replace("runs/digits", f"{root}/digits").replace("checkpoint-20.pt", "checkpoint-2.pt")
+    assert "'accuracy'" in run_snippet(snippet)
+
+
+@pytest.mark.parametrize("section", ["Lines and simplexes from your own code", "Alignment and the landscape"])
+def test_the_library_pages_code_runs_as_pasted(section):
+    (snippet,) = code_blocks(section, "python", LIBRARY)
+    assert run_snippet(snippet).strip()
+
+
+def test_every_link_points_to_a_file():
+    for page in ["README.md"] + [os.path.join("docs", p) for p in os.listdir(os.path.join(ROOT, "docs"))
+                                 if p.endswith(".md")]:
+        text = open(os.path.join(ROOT, page)).read()
+        for target in re.findall(r"\]\(([^)#:]+)(?:#[^)]*)?\)", text):
+            path = os.path.normpath(os.path.join(ROOT, os.path.dirname(page), target))
+            assert os.path.exists(path), f"{page} links to {target}, which does not exist"
 
 
 def test_the_cifar_commands_parse_and_chain():
@@ -122,3 +145,14 @@ def test_the_cifar_commands_parse_and_chain():
         if hasattr(args, "epochs") and script != "fge.py":
             saves = getattr(args, "save_freq", args.epochs)
             written[args.dir] = set(range(0, args.epochs + 1, saves)) | {args.epochs}
+
+
+def test_the_tables_page_counts_each_scripts_runs():
+    """docs/tables.md's "runs" column: the commands each table script's dry run prints."""
+    text = open(os.path.join(ROOT, "docs", "tables.md")).read()
+    rows = re.findall(r"^\| `scripts/(\w+_table\.sh)` \|[^|]*\| (\d+) \|", text, re.M)
+    assert len(rows) >= 5
+    for script, runs in rows:
+        out = subprocess.run(["bash", os.path.join(ROOT, "scripts", script), "data", "/tmp/counted", "--dry-run"],
+                             capture_output=True, text=True, check=True).stdout
+        assert sum(line.startswith("python ") for line in out.splitlines()) == int(runs), script
