@@ -259,3 +259,18 @@ def test_a_failed_write_is_recognised_by_the_os_error_behind_it():
     with pytest.raises(runtime.WriteError, match=r"cannot write .*x\.pt: File too large"):
         with runtime.atomic_open("x.pt", "wb"):
             raise wrapped
+
+
+# --------------------------------------------------------------------------- progress bars in a log
+
+def test_progress_bars_in_a_log_are_lines_not_redraws(monkeypatch, capsys):
+    """stderr not a terminal (a SLURM job's log; pytest's capture here): no carriage-return redraws;
+    a bar that ends within LOG_SECONDS says nothing (the epoch's table row does), a longer one a line
+    now and then."""
+    assert list(cli.progress(range(50), "epoch 1")) == list(range(50))
+    assert capsys.readouterr().err == ""
+    monkeypatch.setattr(cli.output, "LOG_SECONDS", 0)
+    list(cli.progress(range(3), "epoch 2"))
+    lines = capsys.readouterr().err.split("\n")
+    assert "\r" not in "".join(lines) and lines[-1] == "" and len(lines) >= 3, lines
+    assert all(line.startswith("epoch 2:") for line in lines[:-1]), lines
