@@ -238,18 +238,32 @@ def predict(model: Callable, loader: Iterable, amp: bool = False) -> tuple[np.nd
     return F.softmax(logits, dim=1).cpu().numpy(), labels.cpu().numpy()
 
 
-def expected_calibration_error(probs: np.ndarray, labels: np.ndarray, bins: int = 15) -> float:
-    """ECE: the mean over equal-width confidence bins of |accuracy - confidence|,
-    weighted by the fraction of examples in the bin (Guo et al., 2017). In [0, 1]."""
+def confidence_bins(probs: np.ndarray, labels: np.ndarray, bins: int = 15) -> dict:
+    """The equal-width confidence bins of ECE (and of a reliability diagram): bin b holds the
+    predictions whose confidence (top probability) lies in (b/bins, (b+1)/bins]. Per bin: ``count``,
+    mean ``confidence`` and ``accuracy`` (fractions; NaN where the bin is empty), and the ``edges``."""
     confidence = probs.max(1)
     correct = probs.argmax(1) == labels
-    # bin b holds confidences in (b/bins, (b+1)/bins]
     which = np.clip(np.ceil(confidence * bins).astype(int) - 1, 0, bins - 1)
-    ece = 0.0
+    count = np.zeros(bins, dtype=np.int64)
+    mean_confidence, accuracy = np.full(bins, np.nan), np.full(bins, np.nan)
     for b in range(bins):
         mask = which == b
         if mask.any():
-            ece += mask.mean() * abs(correct[mask].mean() - confidence[mask].mean())
+            count[b] = mask.sum()
+            mean_confidence[b], accuracy[b] = confidence[mask].mean(), correct[mask].mean()
+    return {"count": count, "confidence": mean_confidence, "accuracy": accuracy,
+            "edges": np.linspace(0.0, 1.0, bins + 1)}
+
+
+def expected_calibration_error(probs: np.ndarray, labels: np.ndarray, bins: int = 15) -> float:
+    """ECE: the mean over equal-width confidence bins (``confidence_bins``) of |accuracy - confidence|,
+    weighted by the fraction of examples in the bin (Guo et al., 2017). In [0, 1]."""
+    b = confidence_bins(probs, labels, bins)
+    ece = 0.0
+    for count, confidence, accuracy in zip(b["count"], b["confidence"], b["accuracy"]):
+        if count:
+            ece += count / len(labels) * abs(accuracy - confidence)
     return float(ece)
 
 

@@ -196,10 +196,11 @@ class Run:
             raise UserError(f"cannot read {path}: {exc}") from exc
 
     # ------------------------------------------------------------------ records
-    def open_records(self, resume_epoch: int | None = None) -> None:
+    def open_records(self, resume_epoch: int | None = None, progress_key: str = "epoch") -> None:
         """command.sh and args.json of a new run, or the command appended to the command.sh of the
-        run this folder holds (its args.json is kept); metrics.csv without rows after ``resume_epoch``;
-        a summary.json that more epochs make stale is removed."""
+        run this folder holds (its args.json is kept); metrics.csv without rows after ``resume_epoch``
+        (rows counted by their ``progress_key`` column); a summary.json that more epochs make stale
+        is removed."""
         if self.directory is None or not self.procs.is_main:
             return
         if getattr(self.args, "restart", False):
@@ -207,7 +208,7 @@ class Run:
         if os.path.isfile(self.file("summary.json")):
             os.remove(self.file("summary.json"))
         self.record = RunRecord(self.directory, vars(self.args), resume_epoch=resume_epoch,
-                                      append_command=self.continues_folder, prefix=self.prefix)
+                                append_command=self.continues_folder, prefix=self.prefix, progress_key=progress_key)
 
     def log(self, row: dict) -> None:
         if self.record is not None:
@@ -292,7 +293,7 @@ class RunRecord:
     """
 
     def __init__(self, directory: str, args: dict, resume_epoch: int | None = None,
-                 append_command: bool = False, prefix: str = ""):
+                 append_command: bool = False, prefix: str = "", progress_key: str = "epoch"):
         self.directory, self.prefix = directory, prefix
         try:
             os.makedirs(directory, exist_ok=True)
@@ -314,7 +315,7 @@ class RunRecord:
             with open(self.metrics_path, newline="") as f:
                 reader = csv.DictReader(f)
                 rows = [r for r in reader if None not in r.values() and None not in r
-                        and _epoch_of(r) <= resume_epoch]
+                        and _epoch_of(r, progress_key) <= resume_epoch]
         self._rewrite(rows)
 
     def log(self, row: dict) -> None:
@@ -350,14 +351,15 @@ class RunRecord:
         write_atomic(os.path.join(self.directory, self.prefix + "summary.json"), json.dumps(figures, indent=2) + "\n")
 
 
-def _epoch_of(row: dict) -> float:
+def _epoch_of(row: dict, key: str = "epoch") -> float:
     try:
-        return float(row.get("epoch", 0))
+        return float(row.get(key, 0))
     except ValueError:
         return math.inf  # a row cut short: dropped
 
 
-RUN_FILES = ("checkpoint-*.pt", LAST, "metrics.csv", "summary.json", "*.png", "*.npz", "curve.csv", "swa.pt")
+RUN_FILES = ("checkpoint-*.pt", LAST, "metrics.csv", "summary.json", "*.png", "*.npz", "curve.csv", "swa.pt",
+             "swag.pt")
 
 
 def remove_run_files(directory: str, prefix: str = "", script: str = "") -> None:
