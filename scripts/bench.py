@@ -16,6 +16,8 @@ change in the machine's load hits both; each is warmed up once (not timed),
 bracketed by device synchronisation, and its best repeat is kept. The
 overheads of a few percent (curve, line, simplex against a plain step) are the
 median over rounds of the ratio within each round (``paired_ratio``).
+
+Memory: the low-rank SWAG of WideResNet28x10 (``bench_swag_memory``), in copies of its weights.
 """
 from __future__ import annotations
 
@@ -37,6 +39,7 @@ import torchvision.transforms as T
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import data  # noqa: E402
 import curves  # noqa: E402
+import ensembles  # noqa: E402
 import models  # noqa: E402
 import runtime  # noqa: E402
 import utils  # noqa: E402
@@ -58,8 +61,9 @@ SIZES = {
 }
 GOALS = {"pipeline_speedup": 20, "train_speedup_convfc": 3, "amp_speedup_vgg16": 1.3,
          "curve_overhead_vgg16": 1.15, "line_overhead_vgg16": 1.15, "simplex_overhead_vgg16": 1.15,
-         "eval_curve_speedup": 2, "fraction_of_peak_vgg16": 0.6, "hvp_over_train_step": 2.5}
-AT_MOST = {"hvp_over_train_step"}  # goals met at or below, besides the overheads
+         "eval_curve_speedup": 2, "fraction_of_peak_vgg16": 0.6, "hvp_over_train_step": 2.5,
+         "swag_wrn28x10_peak_copies_of_weights": ensembles.swag.MAX_NUM_MODELS + 2}
+AT_MOST = {"hvp_over_train_step", "swag_wrn28x10_peak_copies_of_weights"}  # goals met at or below, besides the overheads
 SPRO_SAMPLES = 5  # points a SPRO step (loss-surface-simplexes' n_sample), in a simplex of 5 vertices
 BATCH, WORKERS = 128, (0, 2)
 MEAN, STD = data.NORMALISATIONS["VGG"]
@@ -401,6 +405,66 @@ def _data_parallel_worker(rank: int, world: int, root: str, images: int, repeats
         dist.destroy_process_group()
 
 
+def bench_swag_memory(device: torch.device, tiny: bool) -> dict:
+    """The bytes of the low-rank SWAG (K = 20) of WideResNet28x10 (36.5M parameters) against the
+    weights' own: the collector's tensors, and what its process allocates while it is made and
+    collects 3 snapshots of the built model (no training): the peak resident memory's growth on
+    the CPU (in a fresh process, whose peak is then SWAG's), the peak of allocated memory on a GPU.
+    Goal: at most K + 2 copies of the weights. ``tiny``: an MLP, for the tests."""
+    import torch.multiprocessing as mp
+
+    name, k = ("MLP" if tiny else "WideResNet28x10"), ensembles.swag.MAX_NUM_MODELS
+    context = mp.get_context("spawn")
+    results = context.SimpleQueue()
+    worker = context.Process(target=_swag_memory_worker, args=(name, k, str(device), results))
+    worker.start()
+    figures = results.get()
+    worker.join()
+    weights = figures.pop("weights_bytes")
+    figures.update({"swag_wrn28x10_model": name, "swag_wrn28x10_max_num_models": k,
+                    "swag_wrn28x10_weights_bytes": weights,
+                    "swag_wrn28x10_copies_of_weights": figures["swag_wrn28x10_bytes"] / weights,
+                    "swag_wrn28x10_peak_copies_of_weights": figures["swag_wrn28x10_peak_bytes"] / weights})
+    return figures
+
+
+def _swag_memory_worker(name: str, k: int, device: str, results) -> None:
+    import resource
+
+    device = torch.device(device)
+    torch.manual_seed(0)
+    model = models.build_model(name, 10).to(device)
+    weights = sum(p.numel() * p.element_size() for p in model.parameters())
+    page = os.sysconf("SC_PAGE_SIZE")
+
+    def resident() -> int:
+        with open("/proc/self/statm") as f:
+            return int(f.read().split()[1]) * page
+
+    warm = torch.nn.Linear(4, 4).to(device)  # the kernels' code paged in before measuring: not SWAG's memory
+    for _ in range(3):
+        ensembles.SWAG(warm, k).collect(warm)
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+        torch.cuda.reset_peak_memory_stats(device)
+        before = torch.cuda.memory_allocated(device)
+    else:
+        before = resident()
+    swag = ensembles.SWAG(model, k, cov_mat=True)
+    with torch.no_grad():
+        for step in range(3):
+            for p in model.parameters():
+                p.add_(1e-3 * (step + 1))  # another point of the trajectory, in place
+            swag.collect(model)
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+        peak = torch.cuda.max_memory_allocated(device) - before
+    else:
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 - before  # ru_maxrss: KiB
+    results.put({"weights_bytes": float(weights), "swag_wrn28x10_bytes": float(swag.nbytes()),
+                 "swag_wrn28x10_peak_bytes": float(peak)})
+
+
 def _free_port() -> int:
     import socket
 
@@ -493,7 +557,8 @@ def main(argv=None) -> None:
                  ("eval_curve", lambda: bench_eval_curve(root, ours, size["point_train"], size["point_test"],
                                                          device, repeats)),
                  ("data_parallel", lambda: bench_data_parallel(root, size["train"], repeats)),
-                 ("hvp", lambda: bench_hvp(size["vgg_batch"], device, size["vgg_repeats"]))]
+                 ("hvp", lambda: bench_hvp(size["vgg_batch"], device, size["vgg_repeats"])),
+                 ("swag_memory", lambda: bench_swag_memory(device, args.tiny))]
         for name, step in steps:
             section = time.time()
             figures.update(step())
