@@ -172,7 +172,7 @@ def test_parameters_are_matched_by_name_and_the_state_resumes():
         collected(thetas, cov_mat=False).sample(0.5, cov=True)
 
 
-def test_reliability_bins_are_eces():
+def test_reliability_bins_are_eces(tmp_path):
     rng = np.random.default_rng(0)
     probs = rng.dirichlet(np.ones(4) * 0.5, size=500)
     labels = rng.integers(0, 4, size=500)
@@ -183,6 +183,12 @@ def test_reliability_bins_are_eces():
     assert by_hand == pytest.approx(r["ece"])
     confidence = probs.max(1)  # bin 9 holds (0.9, 1.0]
     assert r["count"][9] == np.sum(confidence > 0.9)
+    # side by side for a few models, on one axis for an ensemble's many members
+    for count in (2, 6):
+        path = tmp_path / f"reliability-{count}.png"
+        predictions = {f"model {i}": np.roll(probs, i, axis=1) for i in range(count)}
+        ensembles.plot_reliability(str(path), predictions, labels, title="t", highlight=("model 0",))
+        assert path.stat().st_size > 10_000
 
 
 # --------------------------------------------------------------------------- the scripts on DIGITS
