@@ -1,7 +1,10 @@
 """Test accuracy and NLL of each of a list of checkpoints, of their growing ensemble, and its calibration.
 
-The ensemble predicts the mean of its members' softmax probabilities. The FGE
-paper's independently trained ensemble (Ind), VGG16 on CIFAR-100, from train.py runs:
+The ensemble predicts the mean of its members' softmax probabilities (--combine
+probabilities, the mode-connectivity code's rule), or with --combine logits the argmax
+of their summed logits (learning-subspaces' rule; its NLL and ECE are those of the
+softmax of the mean logits). The FGE paper's independently trained ensemble (Ind),
+VGG16 on CIFAR-100, from train.py runs:
 
     python eval_ensemble.py --dir=runs/vgg16-ind --data_path=data --use_test \
         --ckpt runs/vgg16-seed1/checkpoint-200.pt runs/vgg16-seed2/checkpoint-200.pt
@@ -27,6 +30,10 @@ import runtime
 import utils
 from runtime.errors import UserError
 
+# The ECE's bins (--ece_bins): the mode-connectivity code reports no ECE; 15, Guo et al.'s count.
+# scripts/subspaces_table.sh passes learning-subspaces' 20 for its Ind.
+ECE_BINS = 15
+
 
 def build_parser() -> cli.ArgumentParser:
     parser = cli.ArgumentParser(description="Individual and ensemble accuracy / NLL of model checkpoints.")
@@ -35,6 +42,13 @@ def build_parser() -> cli.ArgumentParser:
     cli.add_model_argument(parser, required=False)
     parser.add_argument("--ckpt", action="extend", nargs="+", required=True, metavar="CKPT",
                         help="model checkpoints of one architecture (repeat the flag or list several)")
+    group = parser.add_argument_group("Ensemble")
+    group.add_argument("--combine", choices=sorted(ensembles.ENSEMBLES), default="probabilities",
+                       help="probabilities: predict the mean of the members' softmax probabilities (the "
+                            "mode-connectivity and FGE code); logits: predict the argmax of the summed logits, "
+                            "with the NLL and ECE of the softmax of the mean logits (learning-subspaces' "
+                            "eval_ensembles.py)")
+    cli.add_ece_argument(group, ECE_BINS, "the original reports none; learning-subspaces: 20")
     return parser
 
 
@@ -71,7 +85,7 @@ def main(argv=None) -> None:
     device, amp = procs.device, runtime.autocast_type(args)
     run.open_records()  # without --dir: print only
 
-    ensemble = ensembles.ProbabilityEnsemble()
+    ensemble = ensembles.ENSEMBLES[args.combine]()
     table = cli.Table(["#", "checkpoint", "nll", "acc", "ens_nll", "ens_acc"])
     model_acc, model_nll, ens_acc = [], [], []
     ens, members = {}, {}
@@ -79,12 +93,15 @@ def main(argv=None) -> None:
         model = models.model_from_checkpoint(ckpt, device)
         if args.channels_last:
             model.to(memory_format=torch.channels_last)
-        test, probs, labels = utils.evaluate_with_predictions(cli.maybe_compile(model, args.compile),
-                                                              loaders["test"], amp=amp)
+        test, predictions, labels = utils.evaluate_with_predictions(
+            cli.maybe_compile(model, args.compile), loaders["test"], amp=amp, ece_bins=args.ece_bins,
+            logits=args.combine == "logits")  # what the ensemble combines
         nll, acc = test["nll"], test["accuracy"]
-        ensemble.add(probs)
-        members[f"{i + 1}: {os.path.join(*path.split(os.sep)[-2:])}"] = probs
-        ens = ensemble.metrics(labels)
+        ensemble.add(predictions)
+        # the reliability diagram shows probabilities (a logit ensemble's member: the softmax of its logits)
+        members[f"{i + 1}: {os.path.join(*path.split(os.sep)[-2:])}"] = (
+            torch.softmax(torch.from_numpy(predictions), dim=1).numpy() if args.combine == "logits" else predictions)
+        ens = ensemble.metrics(labels, args.ece_bins)
         model_acc.append(acc)
         model_nll.append(nll)
         ens_acc.append(ens["accuracy"])
@@ -95,16 +112,17 @@ def main(argv=None) -> None:
 
     if not procs.is_main:
         return
-    print(f"ensemble of {ensemble.size}: accuracy {ens['accuracy']:.2f}%, NLL {ens['nll']:.4f}, "
+    print(f"ensemble of {ensemble.size} ({args.combine}): accuracy {ens['accuracy']:.2f}%, NLL {ens['nll']:.4f}, "
           f"ECE {100 * ens['ece']:.2f}% (mean single model: accuracy {np.mean(model_acc):.2f}%)")
     if run.path("ensemble.png"):
         ensembles.plot_ensemble_accuracy(run.path("ensemble.png"), model_acc, ens_acc,
                                          title=f"{args.model} on {args.dataset}", xlabel="number of models")
         name = f"ensemble of {ensemble.size}"
         ensembles.plot_reliability(run.path("reliability.png"), {name: ensemble.probs, **members}, labels,
-                                   title=f"{args.model} on {args.dataset}", highlight=(name,))
+                                   bins=args.ece_bins, title=f"{args.model} on {args.dataset}", highlight=(name,))
     run.finish({"model_acc": model_acc, "model_nll": model_nll, "ens_acc": ens["accuracy"],
-                    "ens_nll": ens["nll"], "ens_ece": ens["ece"], "ensemble_size": ensemble.size})
+                    "ens_nll": ens["nll"], "ens_ece": ens["ece"], "ensemble_size": ensemble.size,
+                    "combine": args.combine})
 
 
 if __name__ == "__main__":

@@ -32,6 +32,8 @@ import runtime
 import utils
 from runtime.errors import UserError
 
+# The ECE's bins (--ece_bins): the mode-connectivity code reports no ECE; 15, Guo et al.'s count.
+ECE_BINS = 15
 
 def build_parser() -> cli.ArgumentParser:
     parser = cli.ArgumentParser(description="Fast Geometric Ensembling (or Snapshot Ensembles) from a checkpoint.")
@@ -50,6 +52,7 @@ def build_parser() -> cli.ArgumentParser:
     group.add_argument("--epochs", type=cli.positive_int, default=20, help="number of epochs")
     group.add_argument("--wd", type=cli.non_negative_float, default=1e-4, help="weight decay")
     group.add_argument("--momentum", type=cli.non_negative_float, default=0.9, help="SGD momentum")
+    cli.add_ece_argument(parser.add_argument_group("Evaluation"), ECE_BINS, "the original reports none")
     return parser
 
 
@@ -132,16 +135,16 @@ def main(argv=None) -> None:
         # the data draws continue the checkpoint's epochs; the cycle counts this run's
         train = cli.train_epoch(run, forward, loaders["train"], optimizer, epoch, resume=ckpt, draws=offset + epoch,
                                 lr_fn=lambda fraction: lr_at(epoch, fraction), amp=amp, scaler=scaler)
-        test, probs, labels = utils.evaluate_with_predictions(forward, loaders["test"], amp=amp)
+        test, probs, labels = utils.evaluate_with_predictions(forward, loaders["test"], amp=amp, ece_bins=args.ece_bins)
         snapshot = ensembles.is_snapshot_epoch(epoch, args.cycle, args.schedule)
         if snapshot:  # the lowest rate of the cycle: collect this model
             ensemble.add(probs)
             snapshot_acc.append(test["accuracy"])
-            ensemble_acc.append(ensemble.metrics(labels)["accuracy"])
+            ensemble_acc.append(ensemble.metrics(labels, args.ece_bins)["accuracy"])
             path = run.path(f"fge-{offset + epoch + 1}.pt", prefixed=False)
             if path:
                 runtime.save_checkpoint(path, cli.model_payload(args, dataset, model, optimizer, epoch=offset + epoch + 1))
-        ens = ensemble.metrics(labels) if ensemble.size else {}
+        ens = ensemble.metrics(labels, args.ece_bins) if ensemble.size else {}
         lr = lr_at(epoch, 1.0)  # the rate the epoch ends at: lr_2 (or 0) at a snapshot
         row = {"epoch": offset + epoch + 1, "lr": lr, "train_loss": train["loss"], "train_acc": train["accuracy"],
                "test_nll": test["nll"], "test_acc": test["accuracy"], "snapshot": int(snapshot),
@@ -153,7 +156,7 @@ def main(argv=None) -> None:
         run.log(row)
         run.end_epoch(epoch + 1, keep=False)
 
-    ens = ensemble.metrics(loaders["test"].labels.cpu().numpy())
+    ens = ensemble.metrics(loaders["test"].labels.cpu().numpy(), args.ece_bins)
     plot = run.path("ensemble.png")
     if plot:
         ensembles.plot_ensemble_accuracy(plot, snapshot_acc, ensemble_acc, title=f"{name}, {args.model} on {args.dataset}")

@@ -12,16 +12,19 @@ Each --ckpt is vertex 0 of its own simplex, frozen. Every new vertex starts at t
 others, which are frozen, and trains alone for --epochs_per_vertex epochs (a new SGD, cosine decay
 of --lr per epoch) on the mean loss at --num_samples points drawn uniformly from the simplex (a
 backward each) minus lambda * log(V^2 + 1e-4), V the simplex's volume; lambda = --volume_reg /
-log(V0^2 + 1e-4), V0 that of a random simplex of as many vertices (at least 1e-8), as the original.
+log(V0^2 + 1e-4), at least 1e-8 * --volume_reg / 1e-6, V0 the volume of a random simplex of as
+many vertices initialised as the original's SimplexNet initialises one (curves.reference_volumes_sq).
 The ensemble (ESPRO; SPRO for one --ckpt) averages the probabilities of --num_test_samples points
 drawn from each simplex, BatchNorm recomputed at every point.
 
-Writes simplex-<k>.pt (each grown simplex, a 'subspace' checkpoint), metrics.csv (an epoch a row),
+Writes simplex-<k>.pt (each grown simplex, a 'subspace' checkpoint), metrics.csv (an epoch a row,
+with the lambda in force and log_v0_sq, the natural log of the reference V0^2 for the simplex grown),
 ensemble.png (accuracy against the points drawn per simplex) and summary.json. Started again, a
 run continues where it stood: which simplex, which vertex, which epoch of it are in last.pt.
 """
 from __future__ import annotations
 
+import math
 import sys
 import time
 
@@ -35,6 +38,9 @@ import runtime
 import utils
 from runtime.errors import UserError
 
+# The ECE's bins (--ece_bins): loss-surface-simplexes reports no ECE; 15, Guo et al.'s count, as
+# eval_ensemble.py's for the Ind and FGE it is compared with.
+ECE_BINS = 15
 SAME = ("model", "dataset", "transform", "num_classes", "model_kwargs", "use_test", "label_noise", "label_noise_seed")
 
 
@@ -55,11 +61,14 @@ def build_parser() -> cli.ArgumentParser:
     group.add_argument("--wd", type=cli.non_negative_float, default=5e-4, help="SGD weight decay of the new vertex")
     group.add_argument("--momentum", type=cli.non_negative_float, default=0.9, help="SGD momentum")
     group.add_argument("--volume_reg", type=cli.non_negative_float, default=1e-6,
-                       help="lambda before its normalisation by log(V0^2 + 1e-4)")
+                       help="lambda before its normalisation by log(V0^2 + 1e-4) (the original's LMBD, for "
+                            "its sum of the points' losses; with our mean, LMBD / --num_samples)")
     group.add_argument("--num_samples", type=cli.positive_int, default=5, help="points of the simplex per training step")
     group.add_argument("--num_test_samples", type=cli.positive_int, default=5,
                        help="points of each simplex in the ensemble")
-    cli.add_train_eval_argument(parser.add_argument_group("Evaluation"))
+    group = parser.add_argument_group("Evaluation")
+    cli.add_train_eval_argument(group)
+    cli.add_ece_argument(group, ECE_BINS, "loss-surface-simplexes reports none")
     return parser
 
 
@@ -88,21 +97,14 @@ def start_simplex(args, start: dict, index: int, dataset, device) -> curves.Subs
     return model.to(memory_format=torch.channels_last) if args.channels_last else model
 
 
-def volume_weights(args, dataset) -> list[float]:
-    """SPRO's lambda for a simplex of k vertices (k = 0 .. n; 0 and 1 unused): volume_reg over
-    log(V0^2 + 1e-4), V0 the volume of k random initialisations (the first k of n drawn once, from
-    a fixed seed: every run and every resumed one gets the same)."""
-    def make():
-        return cli.build_model(args.model, dataset, "cpu")
-
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(0)
-        reference = curves.SubspaceModel(make(), "simplex", args.num_vertices, seed=0)
-        reference.init_random(make)
-        vertices = [v.tensors() for v in reference.vertices]
-        with torch.no_grad():
-            return [0.0, 0.0] + [curves.spro_lambda(args.volume_reg, curves.volume_sq(vertices[:k]).item())
-                                 for k in range(2, args.num_vertices + 1)]
+def volume_weights(args, dataset) -> tuple[list[float], list[float]]:
+    """SPRO's lambda for a simplex of k vertices (k = 0 .. n; 0 and 1 unused), and log V0^2 (nan for
+    k < 2): V0 the volume of k random networks initialised as loss-surface-simplexes' SimplexNet
+    initialises its vertices (the first k of n drawn once, from a fixed seed: every run and every
+    resumed one gets the same)."""
+    volumes = curves.reference_volumes_sq(lambda: cli.build_model(args.model, dataset, "cpu"), args.num_vertices)
+    lambdas = [0.0, 0.0] + [curves.spro_lambda(args.volume_reg, v) for v in volumes[1:]]
+    return lambdas, [math.nan, math.nan] + [math.log(v) for v in volumes[1:]]
 
 
 def evaluate_simplex(args, model, index: int, loaders, amp) -> dict:
@@ -135,7 +137,7 @@ def main(argv=None) -> None:
     if opened is None:  # finished: nothing to do
         return
     procs, run, dataset, loaders = opened
-    lambdas = volume_weights(args, dataset)
+    lambdas, log_v0_sq = volume_weights(args, dataset)
     scaler, amp = runtime.grad_scaler(args, procs.device), runtime.autocast_type(args)
     per_vertex, per_simplex = args.epochs_per_vertex, args.epochs_per_vertex * (args.num_vertices - 1)
     total = per_simplex * len(starts)
@@ -185,7 +187,7 @@ def main(argv=None) -> None:
         train = cli.train_epoch(run, forward, loaders["train"], optimizer, epoch, resume=ckpt, lr=lr,
                                 regularizer=regularizer, amp=amp, scaler=scaler, samples=args.num_samples)
         test = curves.evaluate_at(model, curves.centroid(model.num_vertices), loaders["test"],
-                                       cli.train_eval_loader(args, loaders), amp, draw=epoch)
+                                  cli.train_eval_loader(args, loaders), amp, draw=epoch, ece_bins=args.ece_bins)
         with torch.no_grad():
             volume = float(model.volume_sq().sqrt())
         if vertex == args.num_vertices - 1 and vertex_epoch == per_vertex - 1:  # the simplex is grown
@@ -199,6 +201,7 @@ def main(argv=None) -> None:
         row = {"epoch": done, "simplex": index, "vertex": vertex, "vertex_epoch": vertex_epoch + 1, "lr": lr,
                "train_loss": train["loss"], "train_nll": train["nll"], "train_acc": train["accuracy"],
                "centroid_test_nll": test["nll"], "centroid_test_acc": test["accuracy"], "volume": volume,
+               "lambda": lambdas[vertex + 1] if args.volume_reg else 0.0, "log_v0_sq": log_v0_sq[vertex + 1],
                "time": time.time() - started}
         table.print({"simplex": index, "vertex": vertex, "ep": vertex_epoch + 1, "lr": lr, "tr_loss": train["loss"],
                      "tr_nll": train["nll"], "tr_acc": train["accuracy"], "te_acc@c": test["accuracy"],
@@ -207,9 +210,10 @@ def main(argv=None) -> None:
         run.end_epoch(done, keep=False)
 
     labels = loaders["test"].labels.cpu().numpy()
-    curve = [utils.prediction_metrics(torch.stack([r["means"][m] for r in results]).mean(0).double().numpy(), labels)
-             for m in range(args.num_test_samples)]
-    ind = utils.prediction_metrics(torch.stack([r["start_probs"] for r in results]).mean(0).double().numpy(), labels)
+    curve = [utils.prediction_metrics(torch.stack([r["means"][m] for r in results]).mean(0).double().numpy(), labels,
+                                      args.ece_bins) for m in range(args.num_test_samples)]
+    ind = utils.prediction_metrics(torch.stack([r["start_probs"] for r in results]).mean(0).double().numpy(), labels,
+                                   args.ece_bins)
     # ESPRO of the first k simplexes, k = 1 .. all (the first alone is SPRO)
     by_simplexes = [utils.prediction_metrics(torch.stack([r["means"][-1] for r in results[:k]]).mean(0).double().numpy(),
                                              labels)["accuracy"] for k in range(1, len(results) + 1)]

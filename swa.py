@@ -49,6 +49,11 @@ import runtime
 import utils
 from runtime.errors import UserError
 
+# The ECE's bins (--ece_bins): the mode-connectivity and SWA code report no ECE; 15, Guo et al.'s
+# count. scripts/subspaces_table.sh passes learning-subspaces' 20 for its SWA runs.
+ECE_BINS = 15
+
+
 def build_parser() -> cli.ArgumentParser:
     parser = cli.ArgumentParser(description="Stochastic Weight Averaging (or SGD with the SWA repository's schedule).")
     cli.add_run_arguments(parser, default_dir="runs/swa")
@@ -80,6 +85,7 @@ def build_parser() -> cli.ArgumentParser:
                        help="keep the low-rank part (the SWAG code's --cov_mat) (default)")
     group.add_argument("--no_cov_mat", dest="cov_mat", action="store_false",
                        help="the diagonal only (SWAG-Diagonal): 2 copies of the weights instead of K + 2")
+    cli.add_ece_argument(parser.add_argument_group("Evaluation"), ECE_BINS, "the SWA code reports none")
     return parser
 
 
@@ -191,7 +197,7 @@ def main(argv=None) -> None:
         # them with one pass over the training data (the epoch's batches, so a resumed run agrees).
         loaders["train"].set_epoch(epoch)
         utils.update_bn(average.module, loaders["train"], amp=amp)
-        return utils.evaluate(average.module, loaders["test"], amp=amp)
+        return utils.evaluate(average.module, loaders["test"], amp=amp, ece_bins=args.ece_bins)
 
     if ckpt is None:
         run.save(0, keep=True)
@@ -213,7 +219,7 @@ def main(argv=None) -> None:
         last = epoch + 1 == args.epochs
         test, swa = {}, {}
         if epoch == 0 or (epoch + 1) % args.eval_freq == 0 or last:
-            test = utils.evaluate(forward, loaders["test"], amp=amp)
+            test = utils.evaluate(forward, loaders["test"], amp=amp, ece_bins=args.ece_bins)
             if swa_n() > 0:
                 swa = evaluate_average(epoch)
         row = {"epoch": epoch + 1, "lr": lr, "train_loss": train["loss"], "train_acc": train["accuracy"],
@@ -227,7 +233,7 @@ def main(argv=None) -> None:
         run.end_epoch(epoch + 1, keep=(epoch + 1) % args.save_freq == 0 or last)
 
     if not test:  # stopped after the last epoch, before summary.json: evaluate what was loaded
-        test = utils.evaluate(forward, loaders["test"], amp=amp)
+        test = utils.evaluate(forward, loaders["test"], amp=amp, ece_bins=args.ece_bins)
         if swa_n() > 0:
             swa = evaluate_average(args.epochs - 1)
     path = run.path("swa.pt", prefixed=False)

@@ -42,6 +42,10 @@ import runtime
 import utils
 from runtime.errors import UserError
 
+# The ECE's bins (--ece_bins): the SWAG code's calibration curves and ECE take 20
+# (experiments/uncertainty/save_calibration_curves.py --num_bins), of equal counts; ours equal widths.
+ECE_BINS = 20
+
 
 def build_parser() -> cli.ArgumentParser:
     parser = cli.ArgumentParser(description="SWAG: the Bayesian model average of networks drawn from swa.py --swag's "
@@ -58,6 +62,7 @@ def build_parser() -> cli.ArgumentParser:
                        help="draw with the low-rank part (default: when swag.pt has it)")
     group.add_argument("--no_cov_mat", "--use_diag", dest="cov_mat", action="store_const", const=False,
                        help="the diagonal only: SWAG-Diagonal (the SWAG code's --use_diag)")
+    cli.add_ece_argument(group, ECE_BINS, "the SWAG code's")
     # by default the run's: its last evaluation's BatchNorm pass is then this one's
     for action in parser._actions:
         if action.dest == "seed":
@@ -108,7 +113,7 @@ def main(argv=None) -> None:
     swag = ensembles.SWAG.from_state_dict(module, ckpt["swag_state"], procs.device)
     labels = loaders["test"].labels.cpu().numpy()
     bn = {"bn_loader": loaders["train"], "test_loader": loaders["test"], "amp": amp,
-          "draw": ckpt["epoch"] - 1, "forward": forward}  # swa.py's last epoch, from 0
+          "draw": ckpt["epoch"] - 1, "forward": forward, "ece_bins": args.ece_bins}  # swa.py's last epoch, from 0
 
     state = run.load()  # a stopped run of this command: its draws so far
     ensemble = ensembles.ProbabilityEnsemble()
@@ -128,7 +133,8 @@ def main(argv=None) -> None:
     if state is None:
         run.save(0, keep=False)
     # in float64, as the average's: at --scale=0 the same probabilities give the same figures
-    figures = {name: utils.prediction_metrics(p.astype(np.float64), labels) for name, p in baselines.items()}
+    figures = {name: utils.prediction_metrics(p.astype(np.float64), labels, args.ece_bins)
+               for name, p in baselines.items()}
     if procs.is_main:
         print(f"{ckpt['model']} on {args.dataset}: SWAG of {swag.n_models} models"
               + (f", rank {swag.rank}" if args.cov_mat else ", diagonal") + f"; {args.num_samples} draws at scale "
@@ -139,7 +145,7 @@ def main(argv=None) -> None:
     draws = ensembles.bayesian_model_average(swag, module, num_samples=args.num_samples, scale=args.scale,
                                              cov=args.cov_mat, seed=args.seed, ensemble=ensemble, start=done, **bn)
     for draw in cli.progress(draws, "draws", total=args.num_samples - done):
-        average = ensemble.metrics(labels)
+        average = ensemble.metrics(labels, args.ece_bins)
         row = {"sample": draw.index + 1, "sample_acc": draw.metrics["accuracy"], "sample_nll": draw.metrics["nll"],
                "sample_ece": draw.metrics["ece"], "swag_acc": average["accuracy"], "swag_nll": average["nll"],
                "swag_ece": average["ece"], "time": time.time() - started}
@@ -152,7 +158,7 @@ def main(argv=None) -> None:
         started = time.time()
 
     probs = {"SGD": baselines["sgd"], "SWA": baselines["swa"], "SWAG": ensemble.probs}
-    swag_figures = ensemble.metrics(labels)
+    swag_figures = ensemble.metrics(labels, args.ece_bins)
     if run.path("predictions.npz"):
         with runtime.atomic_open(run.path("predictions.npz"), "wb") as f:
             np.savez(f, swag=probs["SWAG"].astype(np.float32), swa=probs["SWA"], sgd=probs["SGD"], labels=labels)
@@ -160,7 +166,7 @@ def main(argv=None) -> None:
         ensembles.plot_reliability(run.path("reliability.png"), {
             "SGD (last iterate)": probs["SGD"], f"SWA ({swag.n_models} models)": probs["SWA"],
             f"SWAG ({kind}, {args.num_samples} draws, scale {args.scale:g})": probs["SWAG"]}, labels,
-            title=f"{ckpt['model']} on {args.dataset}")
+            bins=args.ece_bins, title=f"{ckpt['model']} on {args.dataset}")
     if procs.is_main:
         print(f"SWAG, {args.num_samples} draws: accuracy {swag_figures['accuracy']:.2f}%, NLL "
               f"{swag_figures['nll']:.4f}, ECE {100 * swag_figures['ece']:.2f}% (SWA: {figures['swa']['accuracy']:.2f}%, "

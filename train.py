@@ -30,6 +30,9 @@ from runtime.errors import UserError
 
 
 SCHEDULES = ("linear", "cosine")
+# The ECE's bins (--ece_bins): the mode-connectivity and SWA code report no ECE; 15, Guo et al.'s
+# count. scripts/subspaces_table.sh passes learning-subspaces' 20 for its standard networks.
+ECE_BINS = 15
 
 
 def learning_rate(args, epoch: int) -> float:
@@ -59,6 +62,8 @@ def build_parser() -> cli.ArgumentParser:
                        help="continue the run of this checkpoint (or run folder), with its settings")
     group.add_argument("--sync_bn", action="store_true", help="under torchrun: SyncBatchNorm (GPUs only)")
     group.add_argument("--curve", default=None, help="fit a curve instead: see train_curve.py --help")
+    cli.add_ece_argument(parser.add_argument_group("Evaluation"), ECE_BINS,
+                         "the originals report none; learning-subspaces' standard training: 20")
     return parser
 
 
@@ -109,7 +114,7 @@ def main(argv=None) -> None:
         lr = learning_rate(args, epoch)
         train = cli.train_epoch(run, forward, loaders["train"], optimizer, epoch, resume=ckpt, lr=lr, amp=amp,
                                 scaler=scaler)
-        test = utils.evaluate(forward, loaders["test"], amp=amp)
+        test = utils.evaluate(forward, loaders["test"], amp=amp, ece_bins=args.ece_bins)
         row = {"epoch": epoch + 1, "lr": lr, "train_loss": train["loss"], "train_acc": train["accuracy"],
                "test_nll": test["nll"], "test_acc": test["accuracy"], "test_ece": test["ece"],
                "time": time.time() - started}
@@ -119,8 +124,8 @@ def main(argv=None) -> None:
         run.end_epoch(epoch + 1, keep=(epoch + 1) % args.save_freq == 0 or epoch + 1 == args.epochs)
 
     if train is None:  # stopped after the last epoch, before summary.json: evaluate what was loaded
-        test = utils.evaluate(forward, loaders["test"], amp=amp)
-        train = utils.evaluate(forward, loaders["train_eval"], amp=amp)
+        test = utils.evaluate(forward, loaders["test"], amp=amp, ece_bins=args.ece_bins)
+        train = utils.evaluate(forward, loaders["train_eval"], amp=amp, ece_bins=args.ece_bins)
     run.finish({"epoch": args.epochs, "train_loss": train["loss"], "train_acc": train["accuracy"],
                 "test_nll": test["nll"], "test_acc": test["accuracy"], "test_ece": test["ece"]})
 

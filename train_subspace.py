@@ -24,6 +24,12 @@ in the ensemble of alpha and 1 - alpha (the paper's Figure 4 pairs); a simplex a
 its vertices and its edges' midpoints, each edge's midpoint beside the ensemble of the edge's
 two ends (a simplex has no single alpha: these are the points every pair of vertices gives a
 line through). summary.json: the midpoint's and the endpoints' figures.
+
+Ensembles are learning-subspaces': the argmax of the members' summed logits
+(eval_one_dim_subspaces.py), NLL and ECE of the softmax of their mean logits
+(simplex_ensembles.py); summary.json has the mean of probabilities beside it
+(endpoint_ensemble_prob_acc, endpoint_ensemble_prob_nll). ECEs use --ece_bins bins,
+learning-subspaces' 20 by default.
 """
 from __future__ import annotations
 
@@ -37,11 +43,15 @@ import torch
 
 import cli
 import curves
+import ensembles
 import runtime
 import utils
 from runtime.errors import UserError
 
 SHAPES = {"line": "PolyChain", "curve": "Bezier", "simplex": "simplex"}  # --shape -> SubspaceModel's shape
+# The ECE's bins (--ece_bins): learning-subspaces' M = 20 (trainers/default.py, train_simplexes.py,
+# eval_one_dim_subspaces_multigpu.py)
+ECE_BINS = 20
 
 
 def build_parser() -> cli.ArgumentParser:
@@ -73,6 +83,7 @@ def build_parser() -> cli.ArgumentParser:
     group.add_argument("--num_points", type=cli.int_at_least(2, "points"), default=21,
                        help="line or curve: values of alpha in [0, 1] evaluated at the end")
     cli.add_train_eval_argument(group)
+    cli.add_ece_argument(group, ECE_BINS, "learning-subspaces' M = 20")
     return parser
 
 
@@ -140,31 +151,41 @@ def ends(args) -> tuple[object, list]:
 
 def evaluate_points(args, model, loaders, amp) -> tuple[list[dict], dict]:
     """The rows of subspace.csv and summary.json. Each point: curves.evaluate_point (BatchNorm
-    recomputed there, training and test figures, test probabilities); then the pair ensembles."""
+    recomputed there, training and test figures, test logits); then the pair ensembles, by
+    learning-subspaces' rule (``ensembles.LogitEnsemble``)."""
     train_loader, labels = cli.train_eval_loader(args, loaders), loaders["test"].labels.cpu().numpy()
-    figures, probs, rows = {}, {}, []
+    figures, logits, rows = {}, {}, []
     wanted = points(args)
     for i, (_, point, _) in enumerate(cli.progress(wanted, "points")):
-        figures[point], probs[point] = curves.evaluate_point(model, point, train_loader, loaders["test"], 0.0,
-                                                                 amp, draw=i)
+        figures[point], logits[point] = curves.evaluate_point(model, point, train_loader, loaders["test"], 0.0,
+                                                              amp, draw=i, logits=True)
+
+    def combined(members, kind=ensembles.LogitEnsemble) -> dict:
+        ensemble = kind()
+        for m in members:
+            ensemble.add(logits[m] if kind is ensembles.LogitEnsemble
+                         else torch.softmax(torch.from_numpy(logits[m]).double(), 1).numpy())
+        return ensemble.metrics(labels, args.ece_bins)
+
     for name, point, members in wanted:
         row = {"point": name, "alpha": point if args.shape != "simplex" else None,
                "coefficients": " ".join(f"{c:g}" for c in model.coefficients(point).tolist()),
                "train_nll": figures[point]["tr_nll"], "train_acc": figures[point]["tr_acc"],
                "test_nll": figures[point]["te_nll"], "test_acc": figures[point]["te_acc"],
-               "test_ece": utils.prediction_metrics(probs[point], labels)["ece"]}
-        if members:
-            pair = utils.prediction_metrics(np.mean([probs[m] for m in members], 0), labels)
+               "test_ece": combined([point])["ece"]}
+        if members:  # the point with its mirror 1 - alpha (eval_lines.py's alpha0, alpha1), or an edge's ends
+            pair = combined(members)
             row.update(pair_acc=pair["accuracy"], pair_nll=pair["nll"], pair_ece=pair["ece"])
         rows.append(row)
     middle, corners = ends(args)
-    ensemble = utils.prediction_metrics(np.mean([probs[c] for c in corners], 0), labels)
+    ensemble, averaged = combined(corners), combined(corners, ensembles.ProbabilityEnsemble)
     mid = next(r for r, (_, point, _) in zip(rows, wanted) if point == middle)
     summary = {"epoch": args.epochs, "shape": args.shape, "num_vertices": args.num_vertices,
                "midpoint_acc": mid["test_acc"], "midpoint_nll": mid["test_nll"], "midpoint_ece": mid["test_ece"],
                "midpoint_train_nll": mid["train_nll"], "midpoint_train_acc": mid["train_acc"],
                "endpoint_acc": [figures[c]["te_acc"] for c in corners], "endpoint_ensemble_acc": ensemble["accuracy"],
-               "endpoint_ensemble_nll": ensemble["nll"], "endpoint_ensemble_ece": ensemble["ece"]}
+               "endpoint_ensemble_nll": ensemble["nll"], "endpoint_ensemble_ece": ensemble["ece"],
+               "endpoint_ensemble_prob_acc": averaged["accuracy"], "endpoint_ensemble_prob_nll": averaged["nll"]}
     return rows, summary
 
 
@@ -178,6 +199,7 @@ def plot(path: str, args, rows: list[dict]) -> None:
     ax.plot(x, [r["test_acc"] for r in rows], "-o" if args.shape != "simplex" else "o", ms=4, label="point")
     paired = [(xi, r["pair_acc"]) for xi, r in zip(x, rows) if "pair_acc" in r]
     label = "ensemble of alpha and 1 - alpha" if args.shape != "simplex" else "ensemble of the edge's ends"
+    label += " (summed logits)"
     ax.plot(*zip(*paired), "-s" if args.shape != "simplex" else "s", ms=4, label=label)
     if args.shape == "simplex":
         ax.set_xticks(x, [r["point"] for r in rows], rotation=60, fontsize=7)
@@ -231,7 +253,8 @@ def main(argv=None) -> None:
                                 regularizer=regularizer, amp=amp, scaler=scaler)
         test = {}
         if epoch % args.eval_freq == 0 or epoch + 1 == args.epochs:  # learning-subspaces' test_freq rule
-            test = curves.evaluate_at(model, middle, loaders["test"], bn_loader, amp, draw=epoch)
+            test = curves.evaluate_at(model, middle, loaders["test"], bn_loader, amp, draw=epoch,
+                                      ece_bins=args.ece_bins)
         row = {"epoch": epoch + 1, "lr": lr, "train_loss": train["loss"], "train_nll": train["nll"],
                "train_acc": train["accuracy"], "test_nll": test.get("nll"), "test_acc": test.get("accuracy"),
                "test_ece": test.get("ece"), "time": time.time() - started}

@@ -238,13 +238,18 @@ def predict(model: Callable, loader: Iterable, amp: bool = False) -> tuple[np.nd
     return F.softmax(logits, dim=1).cpu().numpy(), labels.cpu().numpy()
 
 
-def confidence_bins(probs: np.ndarray, labels: np.ndarray, bins: int = 15) -> dict:
-    """The equal-width confidence bins of ECE (and of a reliability diagram): bin b holds the
-    predictions whose confidence (top probability) lies in (b/bins, (b+1)/bins]. Per bin: ``count``,
-    mean ``confidence`` and ``accuracy`` (fractions; NaN where the bin is empty), and the ``edges``."""
+ECE_BINS = 15  # the library's default; each script sets its own (--ece_bins), see the README
+
+
+def confidence_bins(probs: np.ndarray, labels: np.ndarray, bins: int = ECE_BINS) -> dict:
+    """The equal-width confidence bins of ECE (and of a reliability diagram). The confidence is the
+    largest probability; its bin is min(floor(confidence * bins), bins - 1), learning-subspaces'
+    rule (trainers/default.py, M = 20 there): bin b holds [b/bins, (b+1)/bins), the last one 1.0 as
+    well. Per bin: ``count``, mean ``confidence`` and ``accuracy`` (fractions; NaN where the bin is
+    empty), and the bins' ``edges``."""
     confidence = probs.max(1)
     correct = probs.argmax(1) == labels
-    which = np.clip(np.ceil(confidence * bins).astype(int) - 1, 0, bins - 1)
+    which = np.minimum(np.floor(confidence * bins).astype(int), bins - 1)
     count = np.zeros(bins, dtype=np.int64)
     mean_confidence, accuracy = np.full(bins, np.nan), np.full(bins, np.nan)
     for b in range(bins):
@@ -256,9 +261,10 @@ def confidence_bins(probs: np.ndarray, labels: np.ndarray, bins: int = 15) -> di
             "edges": np.linspace(0.0, 1.0, bins + 1)}
 
 
-def expected_calibration_error(probs: np.ndarray, labels: np.ndarray, bins: int = 15) -> float:
+def expected_calibration_error(probs: np.ndarray, labels: np.ndarray, bins: int = ECE_BINS) -> float:
     """ECE: the mean over equal-width confidence bins (``confidence_bins``) of |accuracy - confidence|,
-    weighted by the fraction of examples in the bin (Guo et al., 2017). In [0, 1]."""
+    weighted by the fraction of examples in the bin (Guo et al., 2017). In [0, 1]. learning-subspaces'
+    sum of |sum of hits - sum of confidences| over the bins, divided by N, is this weighted mean."""
     b = confidence_bins(probs, labels, bins)
     ece = 0.0
     for count, confidence, accuracy in zip(b["count"], b["confidence"], b["accuracy"]):
@@ -267,32 +273,41 @@ def expected_calibration_error(probs: np.ndarray, labels: np.ndarray, bins: int 
     return float(ece)
 
 
-def prediction_metrics(probs: np.ndarray, labels: np.ndarray) -> dict:
+def prediction_metrics(probs: np.ndarray, labels: np.ndarray, ece_bins: int = ECE_BINS) -> dict:
     """NLL, accuracy (percent) and ECE of predicted probabilities, e.g. an ensemble's mean."""
     picked = probs[np.arange(len(labels)), labels]
     return {
         "nll": float(-np.log(np.clip(picked, 1e-12, None)).mean()),
         "accuracy": float(100.0 * (probs.argmax(1) == labels).mean()),
-        "ece": expected_calibration_error(probs, labels),
+        "ece": expected_calibration_error(probs, labels, ece_bins),
     }
 
 
-def evaluate_with_predictions(model: Callable, loader: Iterable, amp: bool = False
-                              ) -> tuple[dict, np.ndarray, np.ndarray]:
-    """``nll``, ``accuracy`` (percent) and ``ece``, with the softmax probabilities and labels
-    behind them (numpy), for callers that also ensemble the predictions."""
-    logits, labels = predict_logits(model, loader, amp)
+def logit_metrics(logits: torch.Tensor, labels: torch.Tensor, ece_bins: int = ECE_BINS
+                  ) -> tuple[dict, np.ndarray, np.ndarray]:
+    """``prediction_metrics`` of softmax(logits), the NLL from the logits (exact even where a
+    probability underflows), with the probabilities and labels as numpy arrays."""
     nll = F.cross_entropy(logits, labels).item()
     probs, labels = F.softmax(logits, dim=1).cpu().numpy(), labels.cpu().numpy()
-    metrics = prediction_metrics(probs, labels)
-    metrics["nll"] = nll  # from the logits: exact even where a probability underflows
+    metrics = prediction_metrics(probs, labels, ece_bins)
+    metrics["nll"] = nll
     return metrics, probs, labels
 
 
+def evaluate_with_predictions(model: Callable, loader: Iterable, amp: bool = False, ece_bins: int = ECE_BINS,
+                              logits: bool = False) -> tuple[dict, np.ndarray, np.ndarray]:
+    """``nll``, ``accuracy`` (percent) and ``ece``, with the softmax probabilities and labels
+    behind them (numpy), for callers that also ensemble the predictions; with ``logits`` the
+    logits (numpy, float32) in place of the probabilities (for an ensemble of logits)."""
+    raw, labels = predict_logits(model, loader, amp)
+    metrics, probs, labels = logit_metrics(raw, labels, ece_bins)
+    return metrics, (raw.float().cpu().numpy() if logits else probs), labels
+
+
 def evaluate(model: Callable, loader: Iterable, *, regularizer: Callable[[], torch.Tensor] | None = None,
-             amp: bool = False) -> dict:
+             amp: bool = False, ece_bins: int = ECE_BINS) -> dict:
     """``loss`` (NLL plus the regulariser, if any), ``nll``, ``accuracy`` (percent) and ``ece``."""
-    metrics = evaluate_with_predictions(model, loader, amp)[0]
+    metrics = evaluate_with_predictions(model, loader, amp, ece_bins)[0]
     nll = metrics["nll"]
     extra = 0.0
     if regularizer is not None:

@@ -5,15 +5,15 @@ Modules: ``arguments`` (the parser, argument groups and types, flags settled fro
 ``opening`` (``run``, ``open_run``, the model and its checkpoint, ``train_epoch``), ``output``
 (progress bars, tables). Scripts only: the library never imports this.
 """
-from cli.arguments import (FROM_CHECKPOINT, TRAIN_EVAL, ArgumentParser, add_data_arguments, add_model_argument,
-                           add_run_arguments, add_train_eval_argument, checkpoint_split, fraction, int_at_least,
+from cli.arguments import (FROM_CHECKPOINT, TRAIN_EVAL, ArgumentParser, add_data_arguments, add_ece_argument,
+                           add_model_argument, add_run_arguments, add_train_eval_argument, checkpoint_split, fraction, int_at_least,
                            non_negative_float, positive_int, resolve_from_checkpoint, resolve_split,
                            settings_from_checkpoint, train_eval_loader)
 from cli.opening import (Opened, build_model, check_network, finished, load_data, maybe_compile, model_kwargs,
                          model_payload, open_run, restore_training, run, sync_batchnorm, train_epoch)
 from cli.output import Table, is_main, progress
 
-__all__ = ["FROM_CHECKPOINT", "TRAIN_EVAL", "ArgumentParser", "add_data_arguments", "add_model_argument",
+__all__ = ["FROM_CHECKPOINT", "TRAIN_EVAL", "ArgumentParser", "add_data_arguments", "add_ece_argument", "add_model_argument",
            "add_run_arguments", "add_train_eval_argument", "checkpoint_split", "fraction", "int_at_least",
            "non_negative_float", "positive_int", "resolve_from_checkpoint", "resolve_split",
            "settings_from_checkpoint", "train_eval_loader", "Opened", "build_model", "check_network", "finished",

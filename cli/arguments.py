@@ -110,6 +110,13 @@ def train_eval_loader(args, loaders: dict):
     return loaders["train_augmented" if args.train_eval == "augmented" else "train_eval"]
 
 
+def add_ece_argument(group, default: int, source: str) -> None:
+    """--ece_bins: the equal-width confidence bins of the script's ECE; ``default`` is the script's
+    own (its original's count), ``source`` says where that comes from, for --help."""
+    group.add_argument("--ece_bins", type=int_at_least(1, "bins"), default=default,
+                       help=f"equal-width confidence bins of the ECE (default: {default}, {source})")
+
+
 def add_model_argument(parser: argparse.ArgumentParser, required: bool) -> None:
     parser.add_argument("--model", choices=sorted(models.MODELS), default=None, required=required,
                         metavar="MODEL", help="one of " + ", ".join(sorted(models.MODELS))

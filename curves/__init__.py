@@ -20,8 +20,8 @@ mode connectivity (Garipov et al. 2018: ``CurveModel``), learned lines and simpl
 """
 from curves.coefficients import CURVES, SHAPES, bezier, centroid, dirichlet, polychain
 from curves.model import CurveModel, SubspaceModel, Vertex
-from curves.regularizers import (VOLUME_EPS, cayley_menger_volume_sq, cosine_squared, spro_lambda,
-                                 squared_distances, volume_sq)
+from curves.regularizers import (VOLUME_EPS, cayley_menger_volume_sq, cosine_squared, reference_volumes_sq,
+                                 spro_lambda, squared_distances, volume_sq)
 from curves.stats import distance, distances, summarise
 from curves.evaluate import evaluate_at, evaluate_point, evaluate_weights, point_predictions, recompute_batchnorm
 from runtime.checkpoints import model_checkpoint
@@ -67,6 +67,6 @@ def subspace_checkpoint(model: SubspaceModel, model_name: str, **fields) -> dict
 
 __all__ = ["CURVES", "SHAPES", "CurveModel", "SubspaceModel", "Vertex", "bezier", "polychain", "dirichlet",
            "centroid", "cayley_menger_volume_sq", "squared_distances", "volume_sq", "cosine_squared",
-           "spro_lambda", "VOLUME_EPS", "distance", "distances", "summarise", "curve_from_checkpoint",
-           "curve_checkpoint", "subspace_from_checkpoint", "subspace_checkpoint", "evaluate_at",
-           "evaluate_point", "evaluate_weights", "point_predictions", "recompute_batchnorm"]
+           "spro_lambda", "reference_volumes_sq", "VOLUME_EPS", "distance", "distances", "summarise",
+           "curve_from_checkpoint", "curve_checkpoint", "subspace_from_checkpoint", "subspace_checkpoint",
+           "evaluate_at", "evaluate_point", "evaluate_weights", "point_predictions", "recompute_batchnorm"]

@@ -167,15 +167,38 @@ def volume_sq(vertices: list[list[torch.Tensor]], cache: dict | None = None) -> 
 
 
 def spro_lambda(lmbd: float, reference_volume_sq: float, eps: float = VOLUME_EPS) -> float:
-    """SPRO's weight of -log(V^2 + eps): max(lmbd / log(V0^2 + eps), 1e-8).
+    """SPRO's weight of -log(V^2 + eps): max(lmbd / log(V0^2 + eps), 1e-8 * lmbd / 1e-6).
 
-    V0^2 is the squared volume of a randomly initialised simplex with as many vertices
-    as the one being trained (simplex_trainer.py builds one per vertex count), so that
-    ``lmbd`` means the same for every number of vertices; for example
-    ``m = SubspaceModel(make(), "simplex", n); m.init_random(make); m.volume_sq().item()``.
+    V0^2 is the squared volume of a random simplex with as many vertices as the one being
+    trained (``reference_volumes_sq``; simplex_trainer.py builds one per vertex count), so that
+    ``lmbd`` means the same for every number of vertices. The original's floor is 1e-8 for its
+    LMBD = 1e-6; here it scales with ``lmbd``, so that lambda scales with it everywhere: simplex.py
+    averages the points' losses where the original sums them, and lmbd / k with the mean of k
+    points is then the original's lmbd with its sum, floor included (scripts/simplexes_table.sh).
     """
+    floor = 1e-8 * lmbd / 1e-6
     log_volume = math.log(reference_volume_sq + eps)
-    return max(lmbd / log_volume, 1e-8) if log_volume > 0 else 1e-8  # SPRO's max() for log <= 0
+    return max(lmbd / log_volume, floor) if log_volume > 0 else floor  # SPRO's max() for log <= 0
+
+
+def reference_volumes_sq(make_module, num_vertices: int, init=None, seed: int = 0) -> list[float]:
+    """V0^2 of the simplex of the first k of ``num_vertices`` random networks, k = 1 .. num_vertices.
+
+    Each network is ``make_module()`` initialised by ``init`` (default: loss-surface-simplexes'
+    SimplexNet rule, ``models.init.simplex_net_init_``), drawn from ``seed`` without touching the
+    global random state; every parameter counts, as in SPRO's volume. The original draws a new
+    simplex for each k; the first k of one draw have the same distribution.
+    """
+    if init is None:
+        from models.init import simplex_net_init_ as init
+    with torch.random.fork_rng(devices=[]), torch.no_grad():
+        torch.manual_seed(seed)
+        vertices = []
+        for _ in range(num_vertices):
+            module = make_module()
+            init(module)
+            vertices.append([p.detach() for p in module.parameters()])
+        return [float(volume_sq(vertices[:k])) for k in range(1, num_vertices + 1)]
 
 
 # --------------------------------------------------------------------------- the cosine

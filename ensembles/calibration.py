@@ -1,7 +1,7 @@
 """Calibration shown: reliability diagrams (Guo et al., 2017) of one or several models' predictions.
 
-The bins are ECE's (``utils.confidence_bins``: 15 equal-width bins of the top probability), so the
-ECE in a diagram's legend is the ECE in a run's summary.json.
+The bins are ECE's (``utils.confidence_bins``: equal-width bins of the top probability, as many as
+the script's --ece_bins), so the ECE in a diagram's legend is the ECE in the run's summary.json.
 """
 from __future__ import annotations
 
@@ -12,14 +12,14 @@ import utils
 PANELS = 4  # models drawn side by side; more share one axis
 
 
-def reliability(probs: np.ndarray, labels: np.ndarray, bins: int = 15) -> dict:
+def reliability(probs: np.ndarray, labels: np.ndarray, bins: int = utils.ECE_BINS) -> dict:
     """Per confidence bin the ``count``, mean ``confidence``, ``accuracy`` and their ``gap``
     (confidence - accuracy: > 0 overconfident), plus the ``ece`` and the bin ``edges``."""
     b = utils.confidence_bins(probs, labels, bins)
     return {**b, "gap": b["confidence"] - b["accuracy"], "ece": utils.expected_calibration_error(probs, labels, bins)}
 
 
-def plot_reliability(path: str, predictions: dict[str, np.ndarray], labels: np.ndarray, *, bins: int = 15,
+def plot_reliability(path: str, predictions: dict[str, np.ndarray], labels: np.ndarray, *, bins: int = utils.ECE_BINS,
                      title: str = "", panels: int = PANELS, highlight: tuple[str, ...] = ()) -> None:
     """A PNG of the reliability diagrams of ``predictions`` (name -> test probabilities (N, classes)).
 

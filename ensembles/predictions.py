@@ -1,4 +1,5 @@
-"""Ensembles of predictions: the running mean of members' softmax probabilities, and its picture."""
+"""Ensembles of predictions: the running mean of members' softmax probabilities (or of their logits, as
+learning-subspaces ensembles), and its picture."""
 from __future__ import annotations
 
 import numpy as np
@@ -25,9 +26,9 @@ class ProbabilityEnsemble:
             raise ValueError("the ensemble is empty")
         return self._sum / self.size
 
-    def metrics(self, labels: np.ndarray) -> dict:
+    def metrics(self, labels: np.ndarray, ece_bins: int = utils.ECE_BINS) -> dict:
         """``nll``, ``accuracy`` (percent) and ``ece`` of the mean probabilities."""
-        return utils.prediction_metrics(self.probs, labels)
+        return utils.prediction_metrics(self.probs, labels, ece_bins)
 
     def state(self) -> dict:
         """For a checkpoint: the sum and the number of members."""
@@ -36,6 +37,51 @@ class ProbabilityEnsemble:
     def load_state(self, state: dict) -> None:
         self.size = int(state["size"])
         self._sum = None if state["sum"] is None else state["sum"].numpy().copy()
+
+
+class LogitEnsemble:
+    """learning-subspaces' ensemble: the argmax of its members' summed logits ``(N, classes)``.
+
+    Its trainers/ensemble.py and eval_one_dim_subspaces.py predict ``(out_0 + out_1 + ...).argmax``;
+    simplex_ensembles.py takes the NLL and the ECE of softmax(mean logits), and so does this
+    class (the mean's argmax is the sum's). ``add`` takes logits; ``probs`` is softmax(mean).
+    """
+
+    def __init__(self):
+        self.size = 0
+        self._sum: np.ndarray | None = None
+
+    def add(self, logits: np.ndarray) -> None:
+        logits = np.asarray(logits, dtype=np.float64)
+        self._sum = logits.copy() if self._sum is None else self._sum + logits
+        self.size += 1
+
+    @property
+    def logits(self) -> np.ndarray:
+        """The members' mean logits."""
+        if self.size == 0:
+            raise ValueError("the ensemble is empty")
+        return self._sum / self.size
+
+    @property
+    def probs(self) -> np.ndarray:
+        return torch.softmax(torch.from_numpy(self.logits), dim=1).numpy()
+
+    def metrics(self, labels: np.ndarray, ece_bins: int = utils.ECE_BINS) -> dict:
+        """``nll``, ``accuracy`` (percent) and ``ece`` of softmax(mean logits), the NLL from log-softmax."""
+        return utils.logit_metrics(torch.from_numpy(self.logits), torch.as_tensor(labels), ece_bins)[0]
+
+    def state(self) -> dict:
+        return {"size": self.size, "sum": None if self._sum is None else torch.from_numpy(self._sum)}
+
+    def load_state(self, state: dict) -> None:
+        self.size = int(state["size"])
+        self._sum = None if state["sum"] is None else state["sum"].numpy().copy()
+
+
+# --combine of eval_ensemble.py: the mode-connectivity and FGE code average probabilities,
+# learning-subspaces sums logits
+ENSEMBLES = {"probabilities": ProbabilityEnsemble, "logits": LogitEnsemble}
 
 
 def plot_ensemble_accuracy(path: str, model_acc: list[float], ens_acc: list[float],

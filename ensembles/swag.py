@@ -224,13 +224,14 @@ class Evaluated(NamedTuple):
 
 
 def evaluate_vector(swag: SWAG, module: nn.Module, vector: torch.Tensor, bn_loader, test_loader, *,
-                    amp=None, draw: int = 0, forward: Callable | None = None) -> Evaluated:
+                    amp=None, draw: int = 0, forward: Callable | None = None,
+                    ece_bins: int = utils.ECE_BINS) -> Evaluated:
     """The weights ``vector`` in ``module``, BatchNorm recomputed for them on ``bn_loader`` (its
-    augmentation draws number ``draw``), evaluated on ``test_loader``."""
+    augmentation draws number ``draw``), evaluated on ``test_loader`` (ECE of ``ece_bins`` bins)."""
     swag.load_weights(module, vector)
     forward = forward or module
     curves.recompute_batchnorm(module, forward, bn_loader, amp, draw)
-    metrics, probs, _ = utils.evaluate_with_predictions(forward, test_loader, amp=amp)
+    metrics, probs, _ = utils.evaluate_with_predictions(forward, test_loader, amp=amp, ece_bins=ece_bins)
     return Evaluated(metrics, probs)
 
 
@@ -252,7 +253,7 @@ def sample_generator(seed: int, index: int) -> torch.Generator:
 def bayesian_model_average(swag: SWAG, module: nn.Module, bn_loader, test_loader, num_samples: int, *,
                            scale: float = 0.5, cov: bool | None = None, seed: int = 0, amp=None, draw: int = 0,
                            forward: Callable | None = None, ensemble: ProbabilityEnsemble | None = None,
-                           start: int = 0) -> Iterator[Sample]:
+                           start: int = 0, ece_bins: int = utils.ECE_BINS) -> Iterator[Sample]:
     """Draw networks ``start .. num_samples - 1`` from ``swag``, recompute each one's BatchNorm on
     ``bn_loader`` and add its test probabilities to ``ensemble`` (a new ``ProbabilityEnsemble`` by
     default; pass the one of a stopped run to go on with it): yields after every draw.
@@ -265,6 +266,6 @@ def bayesian_model_average(swag: SWAG, module: nn.Module, bn_loader, test_loader
     for index in range(start, num_samples):
         vector = swag.sample(scale, cov, sample_generator(seed, index))
         metrics, probs = evaluate_vector(swag, module, vector, bn_loader, test_loader, amp=amp, draw=draw,
-                                         forward=forward)
+                                         forward=forward, ece_bins=ece_bins)
         ensemble.add(probs)
         yield Sample(index, metrics, probs, ensemble)

@@ -10,10 +10,12 @@ whose initialisation we follow too: Kaiming-normal (fan-in) weights for the
 convolutions and the classifier.
 
 Learning-subspaces' cResNet20 (models/cifar_resnet.py, from open_lth) differs:
-its shortcuts are a 1x1 stride-2 convolution and a BatchNorm (option B, 0.27M + 3k
-parameters), its classifier a bias-free 1x1 convolution, its convolutions
-Kaiming-normal fan-in as here. ``shortcut="B"`` gives its projection shortcuts: ``cResNet20``
-(our classifier keeps its bias, 10 or 100 parameters more).
+its shortcuts are a 1x1 stride-2 convolution and a BatchNorm (option B), its classifier
+a bias-free 1x1 convolution, its convolutions Kaiming-normal fan-in as here. ``cResNet20``
+is that network: ``shortcut="B"`` and a bias-free ``nn.Linear`` classifier, the same
+function and the same 272,464 parameters on CIFAR-10 (a 1x1 convolution on the pooled
+1x1 map is a linear layer; its weight is in the cos^2 regulariser either way, as a
+convolution's there and as a linear layer's here).
 """
 import torch.nn as nn
 import torch.nn.functional as F
@@ -51,7 +53,7 @@ class BasicBlock(nn.Module):
 
 class ResNet(nn.Module):
     def __init__(self, num_classes: int, depth: int, in_channels: int = 3, image_size: int = 32,
-                 shortcut: str = "A"):
+                 shortcut: str = "A", classifier_bias: bool = True):
         super().__init__()
         if (depth - 2) % 6 or depth < 8:
             raise ValueError(f"ResNet depth {depth} is not 6n+2")
@@ -69,7 +71,7 @@ class ResNet(nn.Module):
             stages.append(nn.Sequential(*blocks))
         self.layer1, self.layer2, self.layer3 = stages
         self.pool = nn.AdaptiveAvgPool2d(1)  # 8x8 maps on CIFAR, 2x2 on DIGITS' 8x8 images
-        self.fc = nn.Linear(64, num_classes)
+        self.fc = nn.Linear(64, num_classes, bias=classifier_bias)
         for m in self.modules():
             if isinstance(m, (nn.Conv2d, nn.Linear)):
                 nn.init.kaiming_normal_(m.weight)
@@ -107,5 +109,6 @@ def ResNet110(num_classes, in_channels=3, image_size=32, shortcut="A"):
 
 @register
 def cResNet20(num_classes, in_channels=3, image_size=32):
-    """Learning-subspaces' cResNet20 (open_lth's cifar_resnet_20): ResNet20 with projection shortcuts."""
-    return ResNet(num_classes, 20, in_channels, image_size, shortcut="B")
+    """Learning-subspaces' cResNet20 (open_lth's cifar_resnet_20): ResNet20 with projection shortcuts
+    and a bias-free classifier."""
+    return ResNet(num_classes, 20, in_channels, image_size, shortcut="B", classifier_bias=False)

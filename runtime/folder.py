@@ -359,7 +359,7 @@ def _epoch_of(row: dict, key: str = "epoch") -> float:
 
 
 RUN_FILES = ("checkpoint-*.pt", LAST, "metrics.csv", "summary.json", "*.png", "*.npz", "curve.csv", "swa.pt",
-             "swag.pt")
+             "aligned.pt", "swag.pt")
 
 
 def remove_run_files(directory: str, prefix: str = "", script: str = "") -> None:

@@ -3,7 +3,8 @@
 #   1. mode connectivity: two ConvFC networks trained from different seeds, the straight segment
 #      between them (a barrier of high error) and a Bezier curve fitted between them (error stays
 #      low all along); plane.py draws the loss surface in the plane of the curve;
-#   2. ensembles, averaging and subspaces, on ResNet20 (the subspace papers' model) with 20% of the
+#   2. ensembles, averaging and subspaces, on He et al.'s ResNet20 (option-A shortcuts; the subspace
+#      papers' code uses cResNet20, which scripts/subspaces_table.sh runs) with 20% of the
 #      training labels replaced by random ones (clean DIGITS is nearly saturated: nothing separates
 #      there): two SGD networks and their ensemble (Ind), FGE from the first at 80% of its training,
 #      SWA, a line learned from scratch (its midpoint, and its endpoints' ensemble) beside one
@@ -82,8 +83,9 @@ title "SWA from scratch, $E epochs, averaging from epoch $START"
 run swa.py "$OUT/swa" "${DATA[@]}" "${NOISY[@]}" --epochs=$E --lr_init=0.1 --swa --swa_start=$START \
     --swa_lr=0.01 --seed=1
 title "a line of ResNet20s learned from scratch, $E epochs"
+# --ece_bins=15: the ECE of the other rows' scripts, so that the table's ECE column is one binning
 run train_subspace.py "$OUT/line" "${DATA[@]}" "${NOISY[@]}" --shape=line --epochs=$E --lr=0.1 \
-    --warmup_epochs=$WARMUP --seed=1 "${LINE[@]}"
+    --warmup_epochs=$WARMUP --seed=1 --ece_bins=15 "${LINE[@]}"
 title "the line's baseline: one ResNet20 under the line's schedule (warm-up, then cosine)"
 run train.py "$OUT/one" "${DATA[@]}" "${NOISY[@]}" --epochs=$E --lr=0.1 --schedule=cosine --warmup_epochs=$WARMUP \
     --seed=1

@@ -18,7 +18,7 @@ import pytest
 from conftest import ROOT
 
 TABLE_SCRIPTS = {"curves_table.sh": 42, "fge_table.sh": 39, "swa_table.sh": 24,  # -> commands printed
-                 "subspaces_table.sh": 28, "simplexes_table.sh": 22}
+                 "subspaces_table.sh": 30, "simplexes_table.sh": 22}
 TARGETS = ("train.py", "train_curve.py", "eval_curve.py", "fge.py", "swa.py", "eval_ensemble.py",
            "train_subspace.py", "simplex.py")
 PATH_FLAGS = ("ckpt", "init_start", "init_end", "resume")

@@ -5,16 +5,19 @@ from __future__ import annotations
 
 import csv
 import json
+import math
 import os
 import signal
 import subprocess
 import sys
 import time
 
+import numpy as np
 import pytest
 import torch
 
 import cli
+import curves
 import runtime
 import simplex
 import train_subspace
@@ -96,6 +99,40 @@ def test_a_line_writes_its_points_picture_and_summary(line_run):
     assert [utils.cosine_learning_rate(0.05, e, 3, 1) for e in range(3)] == [0.05, 0.05, 0.025]
 
 
+def test_a_lines_ensembles_are_learning_subspaces(line_run):
+    """The endpoints' ensemble and each alpha's pair with 1 - alpha: the argmax of the summed logits, NLL
+    and ECE (20 bins) of softmax(mean logits), learning-subspaces' rule (eval_one_dim_subspaces.py);
+    the mean of probabilities beside it. An MLP: no BatchNorm to recompute at the points."""
+    import data
+    from test_subspace_fidelity import original_ece, original_logit_ensemble
+
+    model = curves.subspace_from_checkpoint(runtime.load_checkpoint(str(line_run / "checkpoint-3.pt"), kind="subspace"))
+    loader = data.make_loaders(data.load_dataset("DIGITS", use_test=True), batch_size=32, transform="VGG")["test"]
+    labels = loader.labels.numpy()
+
+    def logits(alpha):
+        net = model.eval().at(alpha)
+        with torch.no_grad():
+            return torch.cat([net(x) for x, _ in loader]).double().numpy()
+
+    ends = [logits(0.0), logits(1.0)]
+    summary = json.loads((line_run / "summary.json").read_text())
+    expected = original_logit_ensemble(ends, labels)
+    assert (summary["endpoint_ensemble_acc"], summary["endpoint_ensemble_nll"], summary["endpoint_ensemble_ece"]) == \
+        pytest.approx((expected["accuracy"], expected["nll"], expected["ece"]), abs=1e-5)
+    mean = np.mean([torch.softmax(torch.from_numpy(e), 1).numpy() for e in ends], 0)
+    assert summary["endpoint_ensemble_prob_acc"] == pytest.approx(100.0 * np.mean(mean.argmax(1) == labels))
+    assert summary["endpoint_ensemble_prob_nll"] == pytest.approx(-np.log(mean[np.arange(len(labels)), labels]).mean(),
+                                                                  abs=1e-5)
+    with open(line_run / "subspace.csv") as f:
+        row = {float(r["alpha"]): r for r in csv.DictReader(f)}[0.25]
+    pair = original_logit_ensemble([logits(0.25), logits(0.75)], labels)
+    assert (float(row["pair_acc"]), float(row["pair_nll"]), float(row["pair_ece"])) == \
+        pytest.approx((pair["accuracy"], pair["nll"], pair["ece"]), abs=1e-5)
+    assert summary["midpoint_ece"] == pytest.approx(
+        original_ece(torch.softmax(torch.from_numpy(logits(0.5)), 1).numpy(), labels, 20), abs=1e-6)
+
+
 def test_a_simplex_from_scratch_has_its_centroid_vertices_and_edges(tmp_path):
     folder = tmp_path / "run"
     main(train_subspace, "--model=ResNet20", *DIGITS, "--shape=simplex", "--num_vertices=3", "--epochs=1",
@@ -128,6 +165,13 @@ def test_espro_writes_its_simplexes_picture_and_summary(espro_run, starts):
     assert [(r["simplex"], r["vertex"], r["vertex_epoch"]) for r in rows] == \
         [(s, v, e) for s in "01" for v in "12" for e in "12"]
     assert [float(r["lr"]) for r in rows[:2]] == [0.02, 0.01]  # cosine over each vertex's 2 epochs
+    # every row: the lambda in force, the original's max(LMBD / log(V0^2 + 1e-4), 1e-8) with the floor
+    # scaled to --volume_reg (default 1e-6: the original's), V0 of a random simplex of vertex + 1 networks
+    for r in rows:
+        log_v0_sq = float(r["log_v0_sq"])
+        assert float(r["lambda"]) == pytest.approx(max(1e-6 / math.log(math.exp(log_v0_sq) + 1e-4), 1e-8), rel=1e-9)
+    assert len({(r["vertex"], r["log_v0_sq"]) for r in rows}) == 2
+    assert float(rows[2]["log_v0_sq"]) > float(rows[0]["log_v0_sq"])  # vertex 2: a simplex of 3
     assert (espro_run / "ensemble.png").stat().st_size > 0
 
 

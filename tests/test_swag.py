@@ -181,8 +181,8 @@ def test_reliability_bins_are_eces(tmp_path):
     filled = r["count"] > 0
     by_hand = np.sum(r["count"][filled] / 500 * np.abs(r["gap"][filled]))
     assert by_hand == pytest.approx(r["ece"])
-    confidence = probs.max(1)  # bin 9 holds (0.9, 1.0]
-    assert r["count"][9] == np.sum(confidence > 0.9)
+    confidence = probs.max(1)  # bin 9 holds [0.9, 1.0]
+    assert r["count"][9] == np.sum(confidence >= 0.9)
     # side by side for a few models, on one axis for an ensemble's many members
     for count in (2, 6):
         path = tmp_path / f"reliability-{count}.png"
@@ -238,7 +238,7 @@ def test_swa_with_swag_writes_swag_pt_and_changes_nothing_else(swag_run, tmp_pat
 @pytest.fixture(scope="module")
 def evaluated(swag_run, tmp_path_factory):
     out = tmp_path_factory.mktemp("bma") / "bma"
-    swag.main([f"--dir={out}", f"--ckpt={swag_run}", "--num_samples=6"])
+    swag.main([f"--dir={out}", f"--ckpt={swag_run}", "--num_samples=6", "--ece_bins=15"])  # swa.py's
     return out
 
 
@@ -276,6 +276,7 @@ def test_swag_diagonal_from_a_low_rank_run(swag_run, tmp_path):
     swag.main([f"--dir={tmp_path}", f"--ckpt={swag_run}", "--num_samples=1", "--use_diag", "--seed=5"])
     result = summary(tmp_path)
     assert result["cov_mat"] is False and result["rank"] == 0
+    assert json.loads((tmp_path / "args.json").read_text())["ece_bins"] == 20  # the SWAG code's
 
 
 def test_swa_with_swag_resumed_and_killed_gives_the_same_swag_pt(swag_run, tmp_path):
@@ -306,7 +307,7 @@ def test_swa_with_swag_resumed_and_killed_gives_the_same_swag_pt(swag_run, tmp_p
 def test_swag_py_stopped_and_started_again(swag_run, evaluated, tmp_path):
     """SIGTERM after the first draw: exit 75 with last.pt; the same command goes on to the same result."""
     out = tmp_path / "bma"
-    args = [f"--dir={out}", f"--ckpt={swag_run}", "--num_samples=6"]
+    args = [f"--dir={out}", f"--ckpt={swag_run}", "--num_samples=6", "--ece_bins=15"]
     process = subprocess.Popen([sys.executable, os.path.join(ROOT, "swag.py"), *args], cwd=ROOT,
                                env=dict(os.environ, PYTHONPATH=ROOT), stdout=subprocess.DEVNULL,
                                stderr=subprocess.PIPE, text=True)

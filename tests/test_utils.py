@@ -52,7 +52,7 @@ def test_update_bn_with_a_callable_and_without_batchnorm():
 def test_expected_calibration_error_by_hand():
     probs = np.array([[0.9, 0.1], [0.8, 0.2], [0.3, 0.7], [0.45, 0.55]])
     labels = np.array([0, 1, 1, 0])
-    # 15 bins: 0.9 -> bin 13, 0.8 -> bin 11, 0.7 -> bin 10, 0.55 -> bin 8; each bin holds one example
+    # 15 bins, bin floor(15 p): 0.9 -> bin 13, 0.8 -> bin 12, 0.7 -> bin 10, 0.55 -> bin 8; each bin holds one example
     expected = (abs(1 - 0.9) + abs(0 - 0.8) + abs(1 - 0.7) + abs(0 - 0.55)) / 4
     assert utils.expected_calibration_error(probs, labels) == pytest.approx(expected)
     metrics = utils.prediction_metrics(probs, labels)
