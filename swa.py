@@ -128,7 +128,9 @@ def restore_swag(collector, ckpt: dict, args, path: str) -> None:
     """The SWAG moments of a continued run; a run that collected none while it should have cannot
     give them back (--swag added with --resume after --swa_start): an error."""
     if ckpt.get("swag_state") is not None:
-        collector.load_state_dict(ckpt["swag_state"])
+        # its tensors themselves, and the checkpoint (kept while the epoch resumes) lets go of them:
+        # one copy of the moments in memory, not two
+        collector.load_state_dict(ckpt.pop("swag_state"), assign=True)
     elif any(ensembles.joins_average(e, args.swa_start, args.swag_c_epochs) for e in range(1, ckpt["epoch"] + 1)):
         raise UserError(f"--swag: {path} holds no SWAG moments, and its run is past --swa_start={args.swa_start}: "
                         "resume from a checkpoint before it, or start the run again with --swag")

@@ -110,7 +110,7 @@ def main(argv=None) -> None:
     if args.channels_last:
         module.to(memory_format=torch.channels_last)
     forward = cli.maybe_compile(module, args.compile)
-    swag = ensembles.SWAG.from_state_dict(module, ckpt["swag_state"], procs.device)
+    swag = ensembles.SWAG.from_state_dict(module, ckpt.pop("swag_state"), procs.device, assign=True)
     labels = loaders["test"].labels.cpu().numpy()
     bn = {"bn_loader": loaders["train"], "test_loader": loaders["test"], "amp": amp,
           "draw": ckpt["epoch"] - 1, "forward": forward, "ece_bins": args.ece_bins}  # swa.py's last epoch, from 0

@@ -19,8 +19,9 @@ A draw (the original's ``sample_fullrank``)::
 of covariance scale * (diag(var) + D^T D / (K' - 1)); at the paper's scale 0.5 it is the paper's
 (1/sqrt 2) Sigma_diag^(1/2) z1 + (1/sqrt(2 (K - 1))) D z2. K' = min(models collected, K): the
 deviations kept (the original divides by K - 1 even when fewer were collected). Memory: the
-low-rank SWAG holds K + 2 copies of the weights (mean, variance, D) and collecting allocates
-nothing more (the row D gives up serves as scratch), ``scripts/bench.py`` measures it.
+low-rank SWAG holds at most K + 2 copies of the weights (mean, variance, the rows of D) and
+collecting allocates nothing more (the new row serves as scratch; once K are kept, the oldest
+one's memory is reused); a draw adds about 2 (``scripts/bench.py`` measures both).
 """
 from __future__ import annotations
 
@@ -43,7 +44,9 @@ class SWAG:
     """The SWAG moments of ``model``'s named parameters (see the module's docstring).
 
     ``max_num_models``: K, the rank of the low-rank part; ``cov_mat``: keep it (else the diagonal
-    only, SWAG-Diagonal). The moments live on ``device`` (default: the model's), in float32.
+    only, SWAG-Diagonal). The moments live on ``device`` (default: the model's), in float32; the
+    deviations as a list of rows, oldest first, each allocated when its model comes (a checkpoint
+    then holds the rows collected, as the original's).
     """
 
     def __init__(self, model: nn.Module, max_num_models: int = MAX_NUM_MODELS, cov_mat: bool = True,
@@ -61,9 +64,7 @@ class SWAG:
         self.n_models = 0
         self.mean = torch.zeros(self.numel, dtype=torch.float32, device=device)
         self.var = torch.zeros(self.numel, dtype=torch.float32, device=device)
-        # row i % K holds the i-th deviation (a ring: the oldest is overwritten), allocated at once
-        self.deviations = (torch.zeros(self.max_num_models, self.numel, dtype=torch.float32, device=device)
-                           if self.cov_mat else None)
+        self.deviations: list[torch.Tensor] = []  # the rows of D, (P,) each, oldest first
         self._slices, offset = [], 0
         for shape in self.shapes:
             size = math.prod(shape)
@@ -77,11 +78,11 @@ class SWAG:
     @property
     def rank(self) -> int:
         """The number of deviations kept, K' = min(models collected, K) (0 without ``cov_mat``)."""
-        return min(self.n_models, self.max_num_models) if self.cov_mat else 0
+        return len(self.deviations)
 
     def nbytes(self) -> int:
         """The bytes of the moments' tensors."""
-        return sum(t.numel() * t.element_size() for t in (self.mean, self.var, self.deviations) if t is not None)
+        return sum(t.numel() * t.element_size() for t in [self.mean, self.var, *self.deviations])
 
     # ------------------------------------------------------------------ collecting
     def _weights(self, model: nn.Module) -> list[torch.Tensor]:
@@ -110,17 +111,22 @@ class SWAG:
         The variance update adds non-negative terms: float32 keeps its digits where
         E[theta^2] - E[theta]^2 would cancel them (for |theta| >> its spread, as for most weights).
         """
-        n = self.n_models
-        row = self.deviations[n % self.max_num_models] if self.cov_mat else None
+        weights = self._weights(model)  # checked before anything changes
+        n, row = self.n_models, None
+        if self.cov_mat:  # the new row; once K are kept, the oldest one's memory
+            full = len(self.deviations) == self.max_num_models
+            row = self.deviations.pop(0) if full else torch.empty(self.numel, dtype=torch.float32, device=self.device)
         count = torch.tensor(n + 1, dtype=torch.float32, device=self.device)
-        for where, theta in zip(self._slices, self._weights(model)):
+        for where, theta in zip(self._slices, weights):
             mean, var = self.mean[where], self.var[where]
-            # the row D drops (the oldest, or an unused one) holds delta: no scratch allocated
+            # the new row holds delta meanwhile: no scratch allocated
             delta = torch.sub(theta, mean, out=row[where]) if row is not None else theta - mean
             mean.addcdiv_(delta, count)
             var.addcmul_(delta, delta, value=1.0 / (n + 1)).mul_(n / (n + 1))
             if row is not None:
                 torch.sub(theta, mean, out=row[where])
+        if row is not None:
+            self.deviations.append(row)
         self.n_models = n + 1
 
     # ------------------------------------------------------------------ the Gaussian
@@ -132,11 +138,7 @@ class SWAG:
         """D, (K', P): the deviations kept, oldest first (a new tensor)."""
         if not self.cov_mat:
             raise ValueError("this SWAG was collected without the low-rank part (cov_mat=False)")
-        rank, k = self.rank, self.max_num_models
-        if self.n_models <= k:
-            return self.deviations[:rank].clone()
-        start = self.n_models % k
-        return torch.cat([self.deviations[start:], self.deviations[:start]])
+        return torch.stack(self.deviations) if self.deviations else self.mean.new_zeros(0, self.numel)
 
     def covariance(self, scale: float = 1.0, cov: bool | None = None) -> torch.Tensor:
         """The draws' covariance, scale * (diag(var) + D^T D / (K' - 1)), a (P, P) matrix: for tests of
@@ -168,10 +170,10 @@ class SWAG:
         # the diagonal part: z1 times the standard deviation (drbayes#6 multiplied by the variance)
         noise = torch.randn(self.numel, generator=generator, device=where).to(self.device)
         noise.mul_(self.variance().sqrt_())
-        if cov and self.rank > 1:
-            z2 = torch.randn(self.rank, generator=generator, device=where).to(self.device)
-            rows = self.deviations[:self.rank]  # the ring's order does not matter: z2's entries are iid
-            noise.add_(z2 @ rows, alpha=1.0 / math.sqrt(self.rank - 1))
+        if cov and self.rank > 1:  # D^T z2 / sqrt(K' - 1), one row at a time: no (K', P) copy
+            z2 = torch.randn(self.rank, generator=generator, device=where, dtype=torch.float64)
+            for z, row in zip((z2 / math.sqrt(self.rank - 1)).tolist(), self.deviations):
+                noise.add_(row, alpha=z)
         return noise.mul_(math.sqrt(scale)).add_(self.mean)
 
     def state_dict_of(self, vector: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -187,30 +189,40 @@ class SWAG:
 
     # ------------------------------------------------------------------ checkpoints
     def state_dict(self) -> dict:
-        """Plain tensors and numbers (``torch.load(weights_only=True)`` reads them): the moments, the
-        count, and D as its ring buffer: row i % K holds the i-th deviation, rows >= K' unused."""
+        """Plain tensors, lists and numbers (``torch.load(weights_only=True)`` reads them): the moments
+        and the count; ``deviations`` the K' rows of D, oldest first. The tensors are this SWAG's own
+        (no copies: a checkpoint of a large model costs no memory)."""
         return {"n_models": self.n_models, "max_num_models": self.max_num_models, "cov_mat": self.cov_mat,
                 "var_clamp": self.var_clamp, "names": list(self.names), "shapes": [list(s) for s in self.shapes],
-                "mean": self.mean, "var": self.var, "deviations": self.deviations}
+                "mean": self.mean, "var": self.var, "deviations": list(self.deviations)}
 
     @torch.no_grad()
-    def load_state_dict(self, state: dict) -> None:
+    def load_state_dict(self, state: dict, assign: bool = False) -> None:
+        """The moments of ``state`` (a ``state_dict``), copied; with ``assign`` its tensors themselves
+        where they are on this SWAG's device already (no second copy of a large model's moments:
+        the state's tensors then change as this SWAG collects)."""
         for key in ("max_num_models", "cov_mat"):
             if state[key] != getattr(self, key):
                 raise ValueError(f"the state has {key}={state[key]}, this SWAG {getattr(self, key)}")
         if list(state["names"]) != self.names or [tuple(s) for s in state["shapes"]] != self.shapes:
             raise ValueError("the state is for another model's parameters")
-        self.mean.copy_(state["mean"])
-        self.var.copy_(state["var"])
-        if self.cov_mat:
-            self.deviations.copy_(state["deviations"])
+        rows = list(state["deviations"] or [])
+        if len(rows) != min(int(state["n_models"]), self.max_num_models if self.cov_mat else 0):
+            raise ValueError(f"the state has {len(rows)} deviations for {state['n_models']} models")
+
+        def take(t: torch.Tensor) -> torch.Tensor:
+            moved = t.to(self.device, torch.float32)
+            return moved if assign or moved is not t else moved.clone()
+
+        self.mean, self.var = take(state["mean"]), take(state["var"])
+        self.deviations = [take(row) for row in rows]
         self.n_models, self.var_clamp = int(state["n_models"]), float(state["var_clamp"])
 
     @classmethod
-    def from_state_dict(cls, model: nn.Module, state: dict, device=None) -> "SWAG":
-        """A SWAG for ``model`` holding ``state`` (e.g. a checkpoint's)."""
+    def from_state_dict(cls, model: nn.Module, state: dict, device=None, assign: bool = False) -> "SWAG":
+        """A SWAG for ``model`` holding ``state`` (e.g. a checkpoint's; ``assign``: see ``load_state_dict``)."""
         swag = cls(model, state["max_num_models"], state["cov_mat"], state["var_clamp"], device)
-        swag.load_state_dict(state)
+        swag.load_state_dict(state, assign)
         return swag
 
 
