@@ -84,7 +84,8 @@ def build_parser() -> cli.ArgumentParser:
     group.add_argument("--cov_mat", dest="cov_mat", action="store_true", default=True,
                        help="keep the low-rank part (the SWAG code's --cov_mat) (default)")
     group.add_argument("--no_cov_mat", dest="cov_mat", action="store_false",
-                       help="the diagonal only (SWAG-Diagonal): 2 copies of the weights instead of K + 2")
+                       help="the diagonal only (SWAG-Diagonal): 2 copies of the weights instead of K + 2 "
+                            "(default: off)")
     cli.add_ece_argument(parser.add_argument_group("Evaluation"), ECE_BINS, "the SWA code reports none")
     return parser
 

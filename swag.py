@@ -8,7 +8,7 @@ its --use_diag):
     python swag.py --dir=runs/preresnet164-swag/bma --ckpt=runs/preresnet164-swag --data_path=data \
         --scale=0.5 --num_samples=30
 
-On DIGITS in a minute:
+On DIGITS in a few minutes on a CPU:
 
     python swa.py --dir=runs/swag --dataset=DIGITS --model=ConvFC --epochs=20 --lr_init=0.05 \
         --swag --swa_start=11 --swa_lr=0.01
