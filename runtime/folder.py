@@ -196,11 +196,12 @@ class Run:
             raise UserError(f"cannot read {path}: {exc}") from exc
 
     # ------------------------------------------------------------------ records
-    def open_records(self, resume_epoch: int | None = None, keep_rows: int | None = None) -> None:
+    def open_records(self, resume_epoch: int | None = None, keep_rows: int | None = None,
+                     progress_key: str = "epoch") -> None:
         """command.sh and args.json of a new run, or the command appended to the command.sh of the
-        run this folder holds (its args.json is kept); metrics.csv without rows after ``resume_epoch``,
-        or only its first ``keep_rows`` rows (a run of points that continues after them);
-        a summary.json that more epochs make stale is removed."""
+        run this folder holds (its args.json is kept); metrics.csv without rows after ``resume_epoch``
+        (rows counted by their ``progress_key`` column), or only its first ``keep_rows`` rows (a run
+        of points that continues after them); a summary.json that more epochs make stale is removed."""
         if self.directory is None or not self.procs.is_main:
             return
         if getattr(self.args, "restart", False):
@@ -208,7 +209,7 @@ class Run:
         if os.path.isfile(self.file("summary.json")):
             os.remove(self.file("summary.json"))
         self.record = RunRecord(self.directory, vars(self.args), resume_epoch=resume_epoch, keep_rows=keep_rows,
-                                append_command=self.continues_folder, prefix=self.prefix)
+                                append_command=self.continues_folder, prefix=self.prefix, progress_key=progress_key)
 
     def log(self, row: dict) -> None:
         if self.record is not None:
@@ -294,7 +295,8 @@ class RunRecord:
     """
 
     def __init__(self, directory: str, args: dict, resume_epoch: int | None = None,
-                 append_command: bool = False, prefix: str = "", keep_rows: int | None = None):
+                 append_command: bool = False, prefix: str = "", keep_rows: int | None = None,
+                 progress_key: str = "epoch"):
         self.directory, self.prefix = directory, prefix
         try:
             os.makedirs(directory, exist_ok=True)
@@ -316,7 +318,7 @@ class RunRecord:
             with open(self.metrics_path, newline="") as f:
                 reader = csv.DictReader(f)
                 rows = [r for r in reader if None not in r.values() and None not in r
-                        and (resume_epoch is None or _epoch_of(r) <= resume_epoch)]
+                        and (resume_epoch is None or _epoch_of(r, progress_key) <= resume_epoch)]
             rows = rows if keep_rows is None else rows[:keep_rows]
         self._rewrite(rows)
 
@@ -353,15 +355,15 @@ class RunRecord:
         write_atomic(os.path.join(self.directory, self.prefix + "summary.json"), json.dumps(figures, indent=2) + "\n")
 
 
-def _epoch_of(row: dict) -> float:
+def _epoch_of(row: dict, key: str = "epoch") -> float:
     try:
-        return float(row.get("epoch", 0))
+        return float(row.get(key, 0))
     except ValueError:
         return math.inf  # a row cut short: dropped
 
 
 RUN_FILES = ("checkpoint-*.pt", LAST, "metrics.csv", "summary.json", "*.png", "*.npz", "curve.csv", "swa.pt",
-             "aligned.pt")
+             "aligned.pt", "swag.pt")
 
 
 def remove_run_files(directory: str, prefix: str = "", script: str = "") -> None:
