@@ -11,13 +11,15 @@ VGG16 on CIFAR-100, from train.py runs:
 
 or the snapshots of an fge.py run, or swa.pt files: any model checkpoints of one
 architecture. --ckpt may be repeated or take several paths. With --dir it writes
-metrics.csv (one row per model), summary.json and ensemble.png there; without it,
-as the original script, it only prints.
+metrics.csv (one row per model), summary.json, ensemble.png (accuracy against the
+ensemble's size) and reliability.png (the reliability diagrams of the ensemble and its
+members, ECE's bins) there; without it, as the original script, it only prints.
 """
 from __future__ import annotations
 
 import runtime  # first: from here on SIGTERM and SIGUSR1 are remembered, not fatal (runtime.signals)
 
+import os
 import sys
 
 import numpy as np
@@ -87,7 +89,7 @@ def main(argv=None) -> None:
     ensemble = ensembles.ENSEMBLES[args.combine]()
     table = cli.Table(["#", "checkpoint", "nll", "acc", "ens_nll", "ens_acc"])
     model_acc, model_nll, ens_acc = [], [], []
-    ens = {}
+    ens, members = {}, {}
     for i, (ckpt, path) in enumerate(zip(ckpts, args.ckpt)):
         model = models.model_from_checkpoint(ckpt, device)
         if args.channels_last:
@@ -97,6 +99,9 @@ def main(argv=None) -> None:
             logits=args.combine == "logits")  # what the ensemble combines
         nll, acc = test["nll"], test["accuracy"]
         ensemble.add(predictions)
+        # the reliability diagram shows probabilities (a logit ensemble's member: the softmax of its logits)
+        members[f"{i + 1}: {os.path.join(*path.split(os.sep)[-2:])}"] = (
+            torch.softmax(torch.from_numpy(predictions), dim=1).numpy() if args.combine == "logits" else predictions)
         ens = ensemble.metrics(labels, args.ece_bins)
         model_acc.append(acc)
         model_nll.append(nll)
@@ -113,6 +118,9 @@ def main(argv=None) -> None:
     if run.path("ensemble.png"):
         ensembles.plot_ensemble_accuracy(run.path("ensemble.png"), model_acc, ens_acc,
                                          title=f"{args.model} on {args.dataset}", xlabel="number of models")
+        name = f"ensemble of {ensemble.size}"
+        ensembles.plot_reliability(run.path("reliability.png"), {name: ensemble.probs, **members}, labels,
+                                   bins=args.ece_bins, title=f"{args.model} on {args.dataset}", highlight=(name,))
     run.finish({"model_acc": model_acc, "model_nll": model_nll, "ens_acc": ens["accuracy"],
                     "ens_nll": ens["nll"], "ens_ece": ens["ece"], "ensemble_size": ensemble.size,
                     "combine": args.combine})

@@ -24,6 +24,17 @@ Checkpoints checkpoint-<epoch>.pt hold the SGD model, the average (swa_state) an
 its count (swa_n); --resume continues from one of them to the same result. At
 the end, swa.pt: the average with BatchNorm recomputed, a plain model checkpoint.
 Without --swa this is plain SGD with the SWA repository's schedule.
+
+--swag (SWA-Gaussian, Maddox et al. 2019; implies --swa) also collects, along the same SWA phase,
+the weights' running mean and variance and the last --max_num_models deviations from the mean
+(--no_cov_mat: the diagonal only), every --swag_c_epochs epochs from --swa_start, and writes
+swag.pt beside swa.pt: a 'swag' checkpoint that swag.py samples networks from. SWAG of the SWAG
+paper's Table 1 (PreResNet164, CIFAR-100; the SWAG code's run_swag.py collects from epoch
+--swa_start + 1, here from --swa_start, as SWA's average: one model more, already at --swa_lr):
+
+    python swa.py --dir=runs/preresnet164-swag --dataset=CIFAR100 --data_path=data --model=PreResNet164 \
+        --epochs=300 --lr_init=0.1 --wd=3e-4 --swa --swa_start=161 --swa_lr=0.05 --swag --use_test
+    python swag.py --dir=runs/preresnet164-swag/bma --ckpt=runs/preresnet164-swag --data_path=data
 """
 from __future__ import annotations
 
@@ -65,6 +76,17 @@ def build_parser() -> cli.ArgumentParser:
                        help="first epoch (from 1) averaged (default: 161; 1 with --ckpt)")
     group.add_argument("--swa_lr", type=cli.non_negative_float, default=0.05, help="learning rate while averaging")
     group.add_argument("--swa_c_epochs", type=cli.positive_int, default=1, help="average every N epochs")
+    group = parser.add_argument_group("SWAG")
+    group.add_argument("--swag", action="store_true",
+                       help="also collect SWA-Gaussian along the SWA phase and write swag.pt (implies --swa)")
+    group.add_argument("--max_num_models", type=cli.int_at_least(2, "models"), default=ensembles.swag.MAX_NUM_MODELS,
+                       help="K: the deviations kept, the rank of SWAG's low-rank part")
+    group.add_argument("--swag_c_epochs", type=cli.positive_int, default=1, help="collect SWAG every N epochs")
+    group.add_argument("--cov_mat", dest="cov_mat", action="store_true", default=True,
+                       help="keep the low-rank part (the SWAG code's --cov_mat) (default)")
+    group.add_argument("--no_cov_mat", dest="cov_mat", action="store_false",
+                       help="the diagonal only (SWAG-Diagonal): 2 copies of the weights instead of K + 2 "
+                            "(default: off)")
     cli.add_ece_argument(parser.add_argument_group("Evaluation"), ECE_BINS, "the SWA code reports none")
     return parser
 
@@ -89,6 +111,7 @@ def load_start(args, parser, argv) -> tuple[dict | None, dict | None, set]:
         args.swa = True
     elif args.model is None:
         raise UserError("--model is required (or --ckpt / --resume a checkpoint)")
+    args.swa = args.swa or args.swag
     args.dataset = args.dataset or "CIFAR10"
     # the SWA code has no --transform: each model's configuration normalises its own way
     args.transform = args.transform or models.default_transform(args.model)
@@ -101,6 +124,27 @@ def load_start(args, parser, argv) -> tuple[dict | None, dict | None, set]:
         raise UserError(f"--swa_start={args.swa_start} is past the last epoch (--epochs={args.epochs}): "
                         "nothing would be averaged")
     return resume, start, given
+
+
+def restore_swag(collector, ckpt: dict, args, path: str) -> None:
+    """The SWAG moments of a continued run; a run that collected none while it should have cannot
+    give them back (--swag added with --resume after --swa_start): an error."""
+    if ckpt.get("swag_state") is not None:
+        # its tensors themselves, and the checkpoint (kept while the epoch resumes) lets go of them:
+        # one copy of the moments in memory, not two
+        collector.load_state_dict(ckpt.pop("swag_state"), assign=True)
+    elif any(ensembles.joins_average(e, args.swa_start, args.swag_c_epochs) for e in range(1, ckpt["epoch"] + 1)):
+        raise UserError(f"--swag: {path} holds no SWAG moments, and its run is past --swa_start={args.swa_start}: "
+                        "resume from a checkpoint before it, or start the run again with --swag")
+
+
+def swag_checkpoint(args, dataset, model, collector) -> dict:
+    """swag.pt: a 'swag' checkpoint of the SWAG moments (swag_state) and, as model_state, the last
+    SGD iterate (BatchNorm statistics included): the SGD baseline of the same run."""
+    ckpt = cli.model_payload(args, dataset, model, epoch=args.epochs, swag_state=collector.state_dict(),
+                             swag_n=collector.n_models)
+    ckpt["kind"] = "swag"
+    return ckpt
 
 
 def learning_rate(args, epoch: int) -> float:
@@ -126,12 +170,15 @@ def main(argv=None) -> None:
     optimizer = utils.sgd(model.parameters(), args.lr_init, args.momentum, args.wd)
     scaler, amp = runtime.grad_scaler(args, procs.device), runtime.autocast_type(args)
     average = ensembles.averaged_model(model) if args.swa else None
+    collector = ensembles.SWAG(model, args.max_num_models, args.cov_mat) if args.swag else None
     ckpt = run.load()
     start_epoch = 0
     if ckpt is not None:  # this run, continued
         cli.restore_training(ckpt, model, optimizer, scaler, args.momentum, args.wd)
         if average is not None and ckpt["swa_state"] is not None:
             ensembles.load_average(average, ckpt["swa_state"], ckpt["swa_n"])
+        if collector is not None:
+            restore_swag(collector, ckpt, args, run.checkpoint_path)
         run.restore_random_state(ckpt)
         start_epoch = ckpt["epoch"]
     elif start is not None:  # the flags' momentum and wd win over the checkpoint optimizer's
@@ -146,7 +193,8 @@ def main(argv=None) -> None:
 
     run.set_payload(lambda: cli.model_payload(
         args, dataset, model, optimizer, scaler, swa_n=swa_n(),
-        swa_state=average.module.state_dict() if average is not None else None))
+        swa_state=average.module.state_dict() if average is not None else None,
+        **({"swag_state": collector.state_dict()} if collector is not None else {})))
 
     def evaluate_average(epoch: int) -> dict:
         # The average's BatchNorm statistics belong to none of the averaged models: recompute
@@ -170,6 +218,8 @@ def main(argv=None) -> None:
                                 scaler=scaler)
         if average is not None and ensembles.joins_average(epoch + 1, args.swa_start, args.swa_c_epochs):
             average.update_parameters(model)
+        if collector is not None and ensembles.joins_average(epoch + 1, args.swa_start, args.swag_c_epochs):
+            collector.collect(model)
         last = epoch + 1 == args.epochs
         test, swa = {}, {}
         if epoch == 0 or (epoch + 1) % args.eval_freq == 0 or last:
@@ -193,9 +243,12 @@ def main(argv=None) -> None:
     path = run.path("swa.pt", prefixed=False)
     if swa_n() > 0 and path:
         runtime.save_checkpoint(path, cli.model_payload(args, dataset, average.module, epoch=args.epochs))
+    if collector is not None and collector.n_models > 0 and path:
+        runtime.save_checkpoint(run.path("swag.pt", prefixed=False), swag_checkpoint(args, dataset, model, collector))
+    figures = {"swag_n": collector.n_models} if collector is not None else {}
     run.finish({"swa_n": swa_n(), "swa_test_acc": swa.get("accuracy"), "swa_test_nll": swa.get("nll"),
                 "swa_test_ece": swa.get("ece"), "sgd_test_acc": test["accuracy"], "sgd_test_nll": test["nll"],
-                "sgd_test_ece": test["ece"]})
+                "sgd_test_ece": test["ece"], **figures})
 
 
 if __name__ == "__main__":

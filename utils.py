@@ -241,23 +241,35 @@ def predict(model: Callable, loader: Iterable, amp: bool = False) -> tuple[np.nd
 ECE_BINS = 15  # the library's default; each script sets its own (--ece_bins), see the README
 
 
-def expected_calibration_error(probs: np.ndarray, labels: np.ndarray, bins: int = ECE_BINS) -> float:
-    """ECE: the mean over equal-width confidence bins of |accuracy - confidence|,
-    weighted by the fraction of examples in the bin (Guo et al., 2017). In [0, 1].
-
-    The confidence is the largest probability. Its bin is min(floor(confidence * bins), bins - 1),
-    learning-subspaces' rule (trainers/default.py, M = 20 there): bin b holds [b/bins, (b+1)/bins),
-    the last one 1.0 as well. Their sum of |sum of hits - sum of confidences| over the bins,
-    divided by N, is this weighted mean.
-    """
+def confidence_bins(probs: np.ndarray, labels: np.ndarray, bins: int = ECE_BINS) -> dict:
+    """The equal-width confidence bins of ECE (and of a reliability diagram). The confidence is the
+    largest probability; its bin is min(floor(confidence * bins), bins - 1), learning-subspaces'
+    rule (trainers/default.py, M = 20 there): bin b holds [b/bins, (b+1)/bins), the last one 1.0 as
+    well. Per bin: ``count``, mean ``confidence`` and ``accuracy`` (fractions; NaN where the bin is
+    empty), and the bins' ``edges``."""
     confidence = probs.max(1)
     correct = probs.argmax(1) == labels
     which = np.minimum(np.floor(confidence * bins).astype(int), bins - 1)
-    ece = 0.0
+    count = np.zeros(bins, dtype=np.int64)
+    mean_confidence, accuracy = np.full(bins, np.nan), np.full(bins, np.nan)
     for b in range(bins):
         mask = which == b
         if mask.any():
-            ece += mask.mean() * abs(correct[mask].mean() - confidence[mask].mean())
+            count[b] = mask.sum()
+            mean_confidence[b], accuracy[b] = confidence[mask].mean(), correct[mask].mean()
+    return {"count": count, "confidence": mean_confidence, "accuracy": accuracy,
+            "edges": np.linspace(0.0, 1.0, bins + 1)}
+
+
+def expected_calibration_error(probs: np.ndarray, labels: np.ndarray, bins: int = ECE_BINS) -> float:
+    """ECE: the mean over equal-width confidence bins (``confidence_bins``) of |accuracy - confidence|,
+    weighted by the fraction of examples in the bin (Guo et al., 2017). In [0, 1]. learning-subspaces'
+    sum of |sum of hits - sum of confidences| over the bins, divided by N, is this weighted mean."""
+    b = confidence_bins(probs, labels, bins)
+    ece = 0.0
+    for count, confidence, accuracy in zip(b["count"], b["confidence"], b["accuracy"]):
+        if count:
+            ece += count / len(labels) * abs(accuracy - confidence)
     return float(ece)
 
 

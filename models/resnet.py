@@ -53,17 +53,18 @@ class BasicBlock(nn.Module):
 
 class ResNet(nn.Module):
     def __init__(self, num_classes: int, depth: int, in_channels: int = 3, image_size: int = 32,
-                 shortcut: str = "A", classifier_bias: bool = True):
+                 shortcut: str = "A", classifier_bias: bool = True, width: int = 1):
         super().__init__()
         if (depth - 2) % 6 or depth < 8:
             raise ValueError(f"ResNet depth {depth} is not 6n+2")
         if shortcut not in ("A", "B"):
             raise ValueError(f"shortcut {shortcut!r} is not 'A' (zero padding) or 'B' (1x1 convolution)")
         n = (depth - 2) // 6
-        self.conv1 = nn.Conv2d(in_channels, 16, 3, padding=1, bias=False)
-        self.bn1 = nn.BatchNorm2d(16)
-        stages, in_planes = [], 16
-        for planes, stride in ((16, 1), (32, 2), (64, 2)):
+        w = 16 * width  # Git Re-Basin's width multiplier: every stage `width` times as wide
+        self.conv1 = nn.Conv2d(in_channels, w, 3, padding=1, bias=False)
+        self.bn1 = nn.BatchNorm2d(w)
+        stages, in_planes = [], w
+        for planes, stride in ((w, 1), (2 * w, 2), (4 * w, 2)):
             blocks = []
             for i in range(n):
                 blocks.append(BasicBlock(in_planes, planes, stride if i == 0 else 1, shortcut))
@@ -71,7 +72,7 @@ class ResNet(nn.Module):
             stages.append(nn.Sequential(*blocks))
         self.layer1, self.layer2, self.layer3 = stages
         self.pool = nn.AdaptiveAvgPool2d(1)  # 8x8 maps on CIFAR, 2x2 on DIGITS' 8x8 images
-        self.fc = nn.Linear(64, num_classes, bias=classifier_bias)
+        self.fc = nn.Linear(4 * w, num_classes, bias=classifier_bias)
         for m in self.modules():
             if isinstance(m, (nn.Conv2d, nn.Linear)):
                 nn.init.kaiming_normal_(m.weight)
@@ -85,6 +86,12 @@ class ResNet(nn.Module):
 @register
 def ResNet20(num_classes, in_channels=3, image_size=32, shortcut="A"):
     return ResNet(num_classes, 20, in_channels, image_size, shortcut)
+
+
+@register
+def ResNet20x4(num_classes, in_channels=3, image_size=32, shortcut="A"):
+    """ResNet20 four times as wide (64, 128, 256 channels): Git Re-Basin's width study."""
+    return ResNet(num_classes, 20, in_channels, image_size, shortcut, width=4)
 
 
 @register

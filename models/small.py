@@ -53,5 +53,26 @@ class MLP(nn.Module):
         return self.net(x)
 
 
+class DeepMLP(nn.Module):
+    """Git Re-Basin's MLP (its MNIST experiments): flatten, three hidden ReLU layers of 512, linear output."""
+
+    def __init__(self, num_classes: int, in_channels: int = 3, image_size: int = 32, hidden: int = 512,
+                 depth: int = 3):
+        super().__init__()
+        layers, width = [nn.Flatten()], in_channels * image_size ** 2
+        for _ in range(depth):
+            layers += [nn.Linear(width, hidden), nn.ReLU(inplace=True)]
+            width = hidden
+        self.net = nn.Sequential(*layers, nn.Linear(width, num_classes))
+
+    def forward(self, x):
+        return self.net(x)
+
+
 register(ConvFC)
 register(MLP)
+
+
+@register
+def MLP3x512(num_classes, in_channels=3, image_size=32):
+    return DeepMLP(num_classes, in_channels, image_size, hidden=512, depth=3)

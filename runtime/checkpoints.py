@@ -1,11 +1,12 @@
 """Checkpoint files: what they hold, writing and reading them, finding a run's latest.
 
 A checkpoint is a dict that ``torch.load(path, weights_only=True)`` reads: ``kind`` ('model',
-'curve', 'subspace'), what rebuilds the network (``model``, ``model_kwargs``, ``num_classes``),
+'curve', 'subspace', 'swag'), what rebuilds the network (``model``, ``model_kwargs``, ``num_classes``),
 the data it was trained on (``dataset``, ``transform``, split and label noise), where training
 stands (``epoch``, ``step``, optimizer state, random states) and the run's ``args``. Files are
 written atomically (``runtime.files``): a run killed at any moment leaves the previous one intact.
-``curves.curve_checkpoint`` and ``curves.subspace_checkpoint`` add what rebuilds a curve or subspace.
+``curves.curve_checkpoint`` and ``curves.subspace_checkpoint`` add what rebuilds a curve or subspace;
+swa.py --swag's swag.pt is a model checkpoint of the last SGD iterate with ``swag_state`` (``ensembles.SWAG``).
 """
 from __future__ import annotations
 

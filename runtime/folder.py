@@ -109,6 +109,9 @@ class Run:
         self.signals = STOP  # the process's, installed as the script started (here, if it was not)
         self._release_signals = not STOP.installed  # a test runner's or notebook's: theirs again at the end
         STOP.install()
+        # a signal is remembered only while a run computes (before, it exits at once): one remembered
+        # now was an earlier run's, in this process (a notebook, a test runner), and was acted on
+        STOP.reset()
         self._payload: Callable[[], dict] | None = None
         self.record: RunRecord | None = None
         self.state, self.continues_folder = "new", False
@@ -186,10 +189,12 @@ class Run:
             raise UserError(f"cannot read {path}: {exc}") from exc
 
     # ------------------------------------------------------------------ records
-    def open_records(self, resume_epoch: int | None = None, rows: list[dict] | None = None) -> None:
+    def open_records(self, resume_epoch: int | None = None, rows: list[dict] | None = None,
+                     progress_key: str = "epoch") -> None:
         """command.sh and args.json of a new run, or the command appended to the command.sh of the
         run this folder holds (its args.json is kept); metrics.csv without rows after ``resume_epoch``
-        (or of exactly ``rows``); a summary.json that more epochs make stale is removed."""
+        (rows counted by their ``progress_key`` column), or of exactly ``rows``; a summary.json that
+        more epochs make stale is removed."""
         if self.directory is None or not self.procs.is_main:
             return
         if getattr(self.args, "restart", False):
@@ -197,7 +202,8 @@ class Run:
         if os.path.isfile(self.file("summary.json")):
             os.remove(self.file("summary.json"))
         self.record = RunRecord(self.directory, vars(self.args), resume_epoch=resume_epoch,
-                                append_command=self.continues_folder, prefix=self.prefix, rows=rows)
+                                append_command=self.continues_folder, prefix=self.prefix, rows=rows,
+                                progress_key=progress_key)
 
     def log(self, row: dict) -> None:
         if self.record is not None:

@@ -25,12 +25,14 @@ class RunRecord:
     its command line to command.sh and keeps the args.json of the run it continues.
     ``resume_epoch``: when a run resumes from the end of that epoch, rows of metrics.csv
     after it (written before the interruption) are dropped, and so is a row cut short by
-    a kill, so that the file ends up as an uninterrupted run's. ``rows``: metrics.csv starts
+    a kill, so that the file ends up as an uninterrupted run's (rows counted by their
+    ``progress_key`` column: "epoch", or swag.py's "sample"). ``rows``: metrics.csv starts
     with these (a point by point run's points so far).
     """
 
     def __init__(self, directory: str, args: dict, resume_epoch: int | None = None,
-                 append_command: bool = False, prefix: str = "", rows: list[dict] | None = None):
+                 append_command: bool = False, prefix: str = "", rows: list[dict] | None = None,
+                 progress_key: str = "epoch"):
         self.directory, self.prefix = directory, prefix
         try:
             os.makedirs(directory, exist_ok=True)
@@ -52,7 +54,7 @@ class RunRecord:
             with open(self.metrics_path, newline="") as f:
                 reader = csv.DictReader(f)
                 rows = [r for r in reader if None not in r.values() and None not in r
-                        and _epoch_of(r) <= resume_epoch]
+                        and _epoch_of(r, progress_key) <= resume_epoch]
         self._rewrite(rows)
 
     def log(self, row: dict) -> None:
@@ -88,9 +90,9 @@ class RunRecord:
         write_atomic(os.path.join(self.directory, self.prefix + "summary.json"), json.dumps(figures, indent=2) + "\n")
 
 
-def _epoch_of(row: dict) -> float:
+def _epoch_of(row: dict, key: str = "epoch") -> float:
     try:
-        return float(row.get("epoch", 0))
+        return float(row.get(key, 0))
     except ValueError:
         return math.inf  # a row cut short: dropped
 
@@ -114,7 +116,7 @@ def load_points(path: str) -> dict | None:
 
 
 RUN_FILES = ("checkpoint-*.pt", LAST, POINTS, "metrics.csv", "summary.json", "*.png", "*.npz", "curve.csv", "swa.pt",
-             "aligned.pt")
+             "aligned.pt", "swag.pt")
 
 
 def remove_run_files(directory: str, prefix: str = "", script: str = "") -> None:

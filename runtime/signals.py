@@ -51,13 +51,12 @@ class StopSignals:
 
     @property
     def installed(self) -> bool:
-        return bool(self._previous)
+        """Whether our handler is the one in place (a test runner may have put its own back)."""
+        return all(signal.getsignal(sig) == self._handle for sig in SIGNALS)
 
     def install(self) -> None:
-        if self._previous:
-            return
-        for sig in SIGNALS:
-            self._previous[sig] = signal.signal(sig, self._handle)
+        if not self.installed:
+            self._previous = {sig: signal.signal(sig, self._handle) for sig in SIGNALS}
 
     def uninstall(self) -> None:
         """The handlers there were before ``install``, and nothing remembered."""

@@ -9,7 +9,8 @@ from conftest import ROOT, run_script
 RATIOS = ["pipeline_speedup", "train_speedup_convfc", "amp_speedup_vgg16", "curve_overhead_vgg16",
           "line_overhead_vgg16", "simplex_overhead_vgg16", "line_overhead_vgg16_of_best",
           "eval_curve_speedup", "matmul_gflops_fp32", "matmul_gflops_bf16", "fraction_of_peak_vgg16",
-          "hvp_over_train_step", "hvp_over_train_step_recomputed"]
+          "hvp_over_train_step", "hvp_over_train_step_recomputed", "swag_wrn28x10_copies_of_weights",
+          "swag_wrn28x10_peak_copies_of_weights", "swag_wrn28x10_sample_peak_copies_of_weights"]
 ABSOLUTE = ["pipeline_images_per_s_ours", "pipeline_images_per_s_reference_workers0",
             "pipeline_images_per_s_reference_workers2", "train_images_per_s_ours_amp_channels_last",
             "train_images_per_s_reference_workers0", "vgg16_step_s_fp32", "vgg16_step_s_amp_channels_last",
@@ -19,7 +20,9 @@ ABSOLUTE = ["pipeline_images_per_s_ours", "pipeline_images_per_s_reference_worke
             "data_parallel_images_per_s_1_process", "data_parallel_images_per_s_2_process",
             "data_parallel_speedup_2_processes", "weight_matching_vgg16_s", "weight_matching_vgg16_s_1_thread",
             "weight_matching_vgg16_sweeps",
-            "weight_matching_vgg16_groups_s"]
+            "weight_matching_vgg16_groups_s", "swag_wrn28x10_bytes", "swag_wrn28x10_peak_bytes",
+            "swag_wrn28x10_sample_peak_bytes",
+            "swag_wrn28x10_weights_bytes"]
 
 
 def test_bench_writes_every_figure(tmp_path):

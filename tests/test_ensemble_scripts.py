@@ -71,7 +71,7 @@ def test_fge_collects_snapshots_and_eval_ensemble_agrees(tmp_path, mlp_checkpoin
     assert both["ens_acc"] == pytest.approx(result["ens_acc"])
     assert both["ens_nll"] == pytest.approx(result["ens_nll"], rel=1e-5)
     assert both["model_acc"][1] == pytest.approx(result["model_acc"])
-    assert 0 <= both["ens_ece"] <= 1 and (ens / "ensemble.png").is_file()
+    assert 0 <= both["ens_ece"] <= 1 and (ens / "ensemble.png").is_file() and (ens / "reliability.png").is_file()
     # A one-model ensemble is that model.
     one = tmp_path / "one"
     eval_ensemble.main([f"--dir={one}", "--use_test", "--ckpt", str(out / "fge-4.pt")])

@@ -50,9 +50,10 @@ SHORTER = [("--epochs=20", "--epochs=2"), ("--save_freq=16", "--save_freq=1"), (
            ("checkpoint-20.pt", "checkpoint-2.pt"), ("--epochs=10", "--epochs=1"), ("--epochs=8", "--epochs=2"),
            ("--swa_start=16", "--swa_start=2"), ("--warmup_epochs=2", "--warmup_epochs=1"),
            ("--epochs_per_vertex=2", "--epochs_per_vertex=1")]
-MORE = {"eval_curve.py": ["--num_points=3"], "plane.py": ["--grid_points=3", "--curve_points=3"],
+MORE = {"eval_curve.py": ["--num_points=4"], "plane.py": ["--grid_points=3", "--curve_points=3"],
         "train_subspace.py": ["--num_points=3"], "simplex.py": ["--num_samples=2", "--num_test_samples=2"],
-        "hessian.py": ["--num_images=64", "--max_iter=5", "--trace_max_iter=5"], "surface.py": ["--x=-1:1:3"]}
+        "hessian.py": ["--num_images=64", "--max_iter=5", "--trace_max_iter=5"], "surface.py": ["--x=-1:1:3"],
+        "rays.py": ["--num_directions=2", "--num_points=3"], "swag.py": ["--num_samples=2"]}
 
 
 def shortened(line: str, root: str) -> list[str]:
@@ -86,10 +87,10 @@ def tour(tmp_path_factory):
 def test_the_digits_tour_runs_in_order_and_writes_what_it_says(tour):
     root, printed = tour
     lines = commands("A tour of the scripts on DIGITS")
-    assert len(lines) == len(printed) >= 16
+    assert len(lines) == len(printed) >= 18
     digits = root / "digits"
     for name in ("net1", "net2", "segment", "curve", "curve-eval", "plane", "aligned", "segment-aligned", "fge",
-                 "swa", "hessian", "surface", "line", "spro"):
+                 "swa", "swag", "sgd-swa", "rays", "hessian", "surface", "line", "spro"):
         assert (digits / name / "summary.json").is_file(), name
     assert (digits / "plane" / "plane.png").is_file() and (digits / "curve-eval" / "curve.png").is_file()
     segment = json.loads((digits / "segment" / "summary.json").read_text())
