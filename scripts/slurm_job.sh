@@ -89,7 +89,7 @@ done
 if ((status == 0)); then
     what="finished"
 elif ((status == 75)); then
-    what="stopped to be continued: the run saved where it stands (EX_TEMPFAIL)"
+    what="stopped to be continued (EX_TEMPFAIL): the same command goes on where the run stood"
 elif ((status > 128)); then
     what="killed by SIG$(kill -l $((status - 128)) 2>/dev/null || echo "NAL $((status - 128))")"
 else
