@@ -95,9 +95,10 @@ class Run:
 
     ``saves``: whether the run saves where it stands (a training run's checkpoints, a point by
     point run's points), so that a stop signal stops it at the next point where it can save and
-    it continues when started again; or has nothing to save (an evaluation that is quick to
-    repeat), so that SIGTERM ends it at once, for a requeue that starts it over, and SIGUSR1 (the
-    time limit's warning) is ignored. See ``runtime.signals``.
+    it continues when started again (until it computes, ``set_payload`` or ``resume_points``, a
+    signal ends it at once with status 75: nothing would be lost); or has nothing to save (an
+    evaluation that is quick to repeat), so that SIGTERM ends it at once, for a requeue that
+    starts it over, and SIGUSR1 (the time limit's warning) is ignored. See ``runtime.signals``.
     """
 
     def __init__(self, args, procs: Processes | None = None, *, script: str, resume_from: str | None = None,

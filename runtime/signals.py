@@ -101,9 +101,10 @@ class StopSignals:
     @staticmethod
     def _exit_now(message: str) -> None:
         # The process ends here, from whatever it was doing: os._exit, for a SystemExit raised in a
-        # handler unwinds through code that may swallow it (a bare except in an import: seen in
-        # torch's, the run then trained on). Nothing is lost: nothing was computed, or nothing is
-        # saved; a file being written is a temporary one (runtime.files), never the file itself.
+        # handler unwinds through whatever code the main thread is in, which may swallow it (seen
+        # once in a start-up: the run trained on, and exited 0). Nothing is lost: nothing was
+        # computed yet, or the run has nothing to save; a checkpoint or record being written is a
+        # temporary file (runtime.files), and a picture half drawn is drawn again by the next start.
         for stream in (sys.stdout, sys.stderr):
             try:
                 stream.flush()
