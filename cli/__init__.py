@@ -5,7 +5,7 @@ Modules: ``arguments`` (the parser, argument groups and types, flags settled fro
 ``opening`` (``run``, ``open_run``, the model and its checkpoint, ``train_epoch``), ``output``
 (progress bars, tables). Scripts only: the library never imports this.
 """
-import runtime  # first: its stop signals are installed before torch is imported (runtime.signals)
+import runtime  # noqa: F401  first: its stop signals are installed before torch is imported (runtime.signals)
 from cli.arguments import (FROM_CHECKPOINT, TRAIN_EVAL, ArgumentParser, add_data_arguments, add_ece_argument,
                            add_model_argument, add_run_arguments, add_train_eval_argument, checkpoint_split, fraction, int_at_least,
                            non_negative_float, positive_int, resolve_from_checkpoint, resolve_split,
