@@ -46,6 +46,7 @@ import os
 import numpy as np
 import torch
 
+import alignment
 import cli
 import curves
 import models
@@ -83,6 +84,11 @@ def build_parser() -> cli.ArgumentParser:
     group.add_argument("--wd", type=cli.non_negative_float, default=None,
                        help="weight of the L2 term in the train loss (default: the training run's, else 1e-4)")
     group.add_argument("--ensemble", action="store_true", help="also evaluate the ensemble along the curve")
+    group.add_argument("--repair", action="store_true",
+                       help="on the segment between networks without BatchNorm: REPAIR (Jordan et al. 2023) at "
+                            "every point, each hidden channel's mean and std reset to the interpolation of the "
+                            "endpoints', measured on the training images as they are (with BatchNorm, the "
+                            "statistics recomputed at every point already do this)")
     cli.add_train_eval_argument(group)
     return parser
 
@@ -115,6 +121,8 @@ def load_checkpoints(args) -> dict:
     else:
         raise UserError("give --ckpt CURVE, or --init_start A --init_end B for the straight segment")
     check_range(args)
+    if args.repair:
+        check_repair(args, checkpoints)
     cli.resolve_split(args, False, checkpoints, evaluation_only=True)
     if args.wd is None:
         args.wd = trained_wd if trained_wd is not None else 1e-4
@@ -132,6 +140,47 @@ def check_range(args) -> None:
         curves.line_points(args.t_min, args.t_max, args.num_points)
     except ValueError as exc:
         raise UserError(f"--t_min={args.t_min:g} --t_max={args.t_max:g} --num_points={args.num_points}: {exc}") from exc
+
+
+def check_repair(args, checkpoints: dict) -> None:
+    """--repair: on the segment, for t in [0, 1] (the endpoints' statistics are interpolated, not
+    extrapolated), for a network without BatchNorm."""
+    if args.ckpt:
+        raise UserError("--repair interpolates two networks' statistics: give the segment (--init_start, "
+                        "--init_end), not a trained curve")
+    if args.t_min < 0.0 or args.t_max > 1.0:
+        raise UserError("--repair interpolates the endpoints' statistics: t from 0 to 1 only")
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        raise UserError("--repair measures the statistics in one process: start it without torchrun")
+    start = checkpoints[args.init_start]
+    if utils.has_batchnorm(models.model_from_checkpoint(start)):
+        raise UserError(f"{start['model']} has BatchNorm, recomputed at every point of the segment, which is what "
+                        "REPAIR does for networks without it: leave out --repair")
+
+
+class Repaired:
+    """REPAIR along the segment: the endpoints' channel statistics, measured once on ``loader``'s
+    images, and at each t a plain network with the segment's weights, rescaled to their interpolation."""
+
+    def __init__(self, checkpoints: list[dict], loader, device, amp=None):
+        nets = [models.model_from_checkpoint(c, device).eval() for c in checkpoints]
+        kwargs = checkpoints[0]["model_kwargs"]
+        example = torch.zeros(1, kwargs.get("in_channels", 3), kwargs.get("image_size", 32),
+                              kwargs.get("image_size", 32), device=device)
+        try:
+            self.layers = alignment.repair_layers(alignment.analyse(nets[0], example))
+        except ValueError as exc:
+            raise UserError(f"--repair on {checkpoints[0]['model']}: {exc}") from exc
+        self.autocast = lambda: utils.autocast(device, amp)
+        self.loader = loader
+        self.stats = [alignment.channel_statistics(net, self.layers, loader, self.autocast) for net in nets]
+        self.net = nets[0]
+
+    def at(self, curve: curves.CurveModel, t: float) -> torch.nn.Module:
+        """The network at t, repaired (one plain module, overwritten point by point)."""
+        self.net.load_state_dict(curve.module_state(t))
+        alignment.repair(self.net, alignment.goal_statistics(*self.stats, t), self.loader, self.autocast)
+        return self.net
 
 
 def point_of(t: float):
@@ -215,14 +264,23 @@ def main(argv=None) -> None:
         with torch.no_grad():
             previous = curve.weights(point_of(float(ts[len(records) - 1])))
     train_loader = cli.train_eval_loader(args, loaders)
+    repaired = None
+    if args.repair:  # measured again by a continued run: the same images, the same statistics
+        repaired = Repaired([checkpoints[args.init_start], checkpoints[args.init_end]], loaders["train_eval"],
+                            procs.device, amp)
     for i, t in enumerate(cli.progress(ts[len(records):].tolist(), "points", initial=len(records), total=len(ts)),
                           len(records)):
         with torch.no_grad():
             weights = curve.weights(point_of(t))
         dl = 0.0 if previous is None else curves.distance(previous, weights)  # one point's weights held, not all
         previous = weights
-        point, probs = curves.evaluate_point(curve, point_of(t), train_loader, loaders["test"], args.wd, amp,
-                                             draw=i)
+        if repaired is None:
+            point, probs = curves.evaluate_point(curve, point_of(t), train_loader, loaders["test"], args.wd, amp,
+                                                 draw=i)
+        else:  # the repaired network's own weights, and their L2 term
+            net = repaired.at(curve, t)
+            l2 = 0.5 * args.wd * float(sum((p.detach().double() ** 2).sum() for p in net.parameters()))
+            point, probs = curves.evaluate_weights(net, net, train_loader, loaders["test"], l2=l2, amp=amp, draw=i)
         point = {"t": t, "dl": dl, **{k: v for k, v in point.items() if k != "t"}}
         if args.ensemble:
             ensemble = probs if ensemble is None else ensemble + probs
@@ -234,6 +292,8 @@ def main(argv=None) -> None:
         path = "straight segment" if not args.ckpt else f"{args.curve} curve, {args.num_bends} bends"
         if (args.t_min, args.t_max) != (0.0, 1.0):
             path = f"the line through the two networks (t = 0, 1), t from {args.t_min:g} to {args.t_max:g}"
+        if args.repair:
+            path += ", REPAIRed"
         write_outputs(args.dir, records, f"{args.model} on {args.dataset}: {path}")
     dl = [r["dl"] for r in records]
     summary = {"length": float(sum(dl))}

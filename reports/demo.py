@@ -22,7 +22,7 @@ import torch
 import ensembles
 from runtime.errors import UserError
 
-RUNS = ("endpoint-1", "endpoint-2", "segment", "curve-eval", "plane",
+RUNS = ("endpoint-1", "endpoint-2", "segment", "aligned", "segment-aligned", "curve-eval", "plane",
         "sgd-1", "sgd-2", "ind", "fge", "swa", "line", "one", "espro")
 
 
@@ -46,6 +46,9 @@ def collect(folder: str) -> dict:
         "endpoint_test_nll": [s[f"endpoint-{i}"]["test_nll"] for i in (1, 2)],
         "segment_max_test_err": s["segment"]["test_err"]["max"],
         "segment_max_test_nll": s["segment"]["test_nll"]["max"],
+        "aligned_max_test_err": s["segment-aligned"]["test_err"]["max"],
+        "aligned_max_test_nll": s["segment-aligned"]["test_nll"]["max"],
+        "aligned_distance": [s["aligned"]["distance_before"], s["aligned"]["distance_after"]],
         "curve_max_test_err": s["curve-eval"]["test_err"]["max"],
         "curve_max_test_nll": s["curve-eval"]["test_nll"]["max"],
     }
@@ -72,6 +75,7 @@ def collect(folder: str) -> dict:
     # the barrier: how far the worst point of a path rises above the worse endpoint
     figures["segment_barrier"] = figures["segment_max_test_err"] - max(endpoints)
     figures["curve_barrier"] = figures["curve_max_test_err"] - max(endpoints)
+    figures["aligned_barrier"] = figures["aligned_max_test_err"] - max(endpoints)
     paths = {}
     for run, name in (("segment", "segment"), ("curve-eval", "curve")):
         points = np.load(os.path.join(folder, run, "curve.npz"))
@@ -111,6 +115,7 @@ def table(record: dict) -> list[list]:
         ["Endpoint 1 (seed 1)", f["endpoint_test_err"][0], f["endpoint_test_nll"][0]],
         ["Endpoint 2 (seed 2)", f["endpoint_test_err"][1], f["endpoint_test_nll"][1]],
         ["Straight segment, worst point", f["segment_max_test_err"], f["segment_max_test_nll"]],
+        ["Straight segment after weight matching, worst point", f["aligned_max_test_err"], f["aligned_max_test_nll"]],
         ["Bezier curve, worst point", f["curve_max_test_err"], f["curve_max_test_nll"]],
     ]
 

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The papers' results in a few minutes on a CPU, offline, on scikit-learn's DIGITS (8x8 digits):
 #   1. mode connectivity: two ConvFC networks trained from different seeds, the straight segment
-#      between them (a barrier of high error) and a Bezier curve fitted between them (error stays
+#      between them (a barrier of high error), the segment once the second is permuted to match the
+#      first (Git Re-Basin's weight matching) and a Bezier curve fitted between them (error stays
 #      low all along); plane.py draws the loss surface in the plane of the curve;
 #   2. ensembles, averaging and subspaces, on He et al.'s ResNet20 (option-A shortcuts; the subspace
 #      papers' code uses cResNet20, which scripts/subspaces_table.sh runs) with 20% of the
@@ -58,6 +59,10 @@ SECOND=$OUT/endpoint-2/checkpoint-$E.pt
 
 title "the straight segment between the endpoints"
 run eval_curve.py "$OUT/segment" "${DATA[@]}" --init_start="$FIRST" --init_end="$SECOND" --num_points=$POINTS
+title "endpoint 2 permuted to match endpoint 1 (Git Re-Basin's weight matching), and the segment between them"
+run align.py "$OUT/aligned" "${DATA[@]}" --ckpt_a="$FIRST" --ckpt_b="$SECOND" --method=weights
+run eval_curve.py "$OUT/segment-aligned" "${DATA[@]}" --init_start="$FIRST" --init_end="$OUT/aligned/aligned.pt" \
+    --num_points=$POINTS
 title "a Bezier curve between them (3 bends, the middle one trained $CURVE_E epochs)"
 run train.py "$OUT/curve" "${DATA[@]}" --model=ConvFC --curve=Bezier --num_bends=3 \
     --init_start="$FIRST" --init_end="$SECOND" --fix_start --fix_end --epochs=$CURVE_E --lr=0.01 --wd=1e-4

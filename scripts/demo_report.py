@@ -29,8 +29,8 @@ def main(argv=None) -> None:
     record["seconds"] = args.seconds
     print(tabulate(demo.table(record), ["path (ConvFC on DIGITS)", "test error %", "test NLL"], floatfmt=".3f"))
     f = record["figures"]
-    print(f"\nbarrier above the worse endpoint: segment {f['segment_barrier']:.2f} points, "
-          f"curve {f['curve_barrier']:.2f} points\n")
+    print(f"\nbarrier above the worse endpoint: segment {f['segment_barrier']:.2f} points, after weight "
+          f"matching {f['aligned_barrier']:.2f} points, curve {f['curve_barrier']:.2f} points\n")
     print(tabulate(demo.noisy_table(record), [f"method (ResNet20 on DIGITS, {demo.noise_label(record)})",
                                               "test error %", "test NLL", "test ECE"], floatfmt=".3f"))
     runtime.write_atomic(os.path.join(args.folder, "summary.json"), json.dumps(f, indent=2) + "\n")

@@ -49,7 +49,9 @@ def render(record: dict) -> dict[str, str]:
             tabulate(rows, ["path (ConvFC on DIGITS)", "test error %", "test NLL"], tablefmt="github",
                      colalign=("left", "right", "right"))
             + f"\n\nThe segment's barrier (its worst error minus the worse endpoint's, {worse:.2f}%) is "
-            f"{f['segment_barrier']:.1f} points, the curve's {f['curve_barrier']:.1f}."),
+            f"{f['segment_barrier']:.1f} points; once the second network's hidden units are permuted to match "
+            f"the first's (weight matching, the distance between them {f['aligned_distance'][0]:.1f} before and "
+            f"{f['aligned_distance'][1]:.1f} after), {f['aligned_barrier']:.1f}; the curve's {f['curve_barrier']:.1f}."),
         "noisy-table": (
             tabulate([[name, f"{err:.2f}", f"{nll:.3f}", f"{ece:.3f}"] for name, err, nll, ece in
                       demo_report.noisy_table(record)],

@@ -7,6 +7,7 @@ its assignment step must agree with brute force over all permutations, computed 
 the weights by hand; the activation statistics are numpy's correlations; REPAIR's
 statistics are measured by hand.
 """
+import csv
 import itertools
 import json
 import os
@@ -20,6 +21,7 @@ import torch.nn.functional as F
 import align
 import alignment
 import cli
+import curves
 import eval_curve
 import models
 import runtime
@@ -371,3 +373,45 @@ def test_align_bad_input_is_one_error_line_and_writes_nothing(tmp_path, capsys, 
     for b, says in cases:
         assert says in user_error(capsys, align.main, f"--ckpt_a={a}", f"--ckpt_b={b}", f"--dir={out}")
         assert not out.exists()
+
+
+def test_eval_curve_repair_resets_the_hidden_statistics_along_the_segment(tmp_path, pair, capsys):
+    """eval_curve.py --repair: at the ends the networks themselves; at t = 0.5 each hidden unit's
+    pre-activation has the mean and std interpolated from the endpoints' (computed here with numpy
+    on the same plain training images); refused where it does not apply."""
+    import data
+
+    ckpt_a, ckpt_b = pair["MLP"]
+    plain, repaired = tmp_path / "plain", tmp_path / "repaired"
+    common = [f"--init_start={ckpt_a}", f"--init_end={ckpt_b}", "--num_points=3", "--batch_size=512", "--use_test"]
+    cli.run(eval_curve.main, [f"--dir={plain}", *common])
+    cli.run(eval_curve.main, [f"--dir={repaired}", *common, "--repair"])
+    rows = {name: list(csv.DictReader(open(folder / "curve.csv"))) for name, folder in
+            (("plain", plain), ("repaired", repaired))}
+    for k in (0, 2):  # t = 0 and 1: REPAIR leaves an endpoint as it is
+        assert float(rows["repaired"][k]["te_nll"]) == pytest.approx(float(rows["plain"][k]["te_nll"]), rel=1e-4)
+    # the repaired midpoint's first hidden layer, against numpy's statistics of the endpoints
+    dataset = data.load_dataset("DIGITS", use_test=True)
+    x = data.make_loaders(dataset, 2000, "VGG")["train_eval"]
+    images = next(iter(x))[0]
+    nets = [models.model_from_checkpoint(runtime.load_checkpoint(p)).eval() for p in (ckpt_a, ckpt_b)]
+    with torch.no_grad():
+        pre = [net.net[1](net.net[0](images)).double().numpy() for net in nets]
+    goal_mean = 0.5 * pre[0].mean(0) + 0.5 * pre[1].mean(0)
+    goal_std = 0.5 * pre[0].std(0, ddof=1) + 0.5 * pre[1].std(0, ddof=1)
+    curve = curves.CurveModel(models.model_from_checkpoint(runtime.load_checkpoint(ckpt_a)), "PolyChain", 2, True, True)
+    curve.load_bend(0, runtime.load_checkpoint(ckpt_a)["model_state"])
+    curve.load_bend(1, runtime.load_checkpoint(ckpt_b)["model_state"])
+    middle = eval_curve.Repaired([runtime.load_checkpoint(p) for p in (ckpt_a, ckpt_b)], x, "cpu").at(curve, 0.5)
+    with torch.no_grad():
+        got = middle.net[1](middle.net[0](images)).double().numpy()
+    assert np.allclose(got.mean(0), goal_mean, atol=1e-3)
+    assert np.allclose(np.sqrt(got.var(0, ddof=1) + 1e-5), np.sqrt(goal_std ** 2 + 1e-5), rtol=1e-3, atol=1e-3)
+    # where it does not apply: one error line, nothing written
+    res = pair["ResNet20"]
+    out = tmp_path / "refused"
+    assert "BatchNorm" in user_error(capsys, eval_curve.main, f"--dir={out}", f"--init_start={res[0]}",
+                                     f"--init_end={res[1]}", "--repair")
+    assert "0 to 1" in user_error(capsys, eval_curve.main, f"--dir={out}", *common, "--repair", "--t_min=-1",
+                                  "--num_points=5")
+    assert not out.exists()

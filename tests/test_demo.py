@@ -23,7 +23,8 @@ def demo_commands(out: str) -> list[list[str]]:
 def test_demo_dry_run_commands_parse(tmp_path):
     commands = demo_commands(str(tmp_path))
     scripts = [c[0] for c in commands]
-    assert scripts == ["train.py", "train.py", "eval_curve.py", "train.py", "eval_curve.py", "plane.py",
+    assert scripts == ["train.py", "train.py", "eval_curve.py", "align.py", "eval_curve.py", "train.py",
+                       "eval_curve.py", "plane.py",
                        "train.py", "train.py", "eval_ensemble.py", "fge.py", "swa.py", "train_subspace.py",
                        "train.py", "simplex.py", "scripts/demo_report.py"]
     assert not os.listdir(tmp_path)  # a dry run writes nothing
@@ -42,6 +43,8 @@ def test_demo_report_table_and_summary(tmp_path):
     for seed, acc in ((1, 98.0), (2, 97.5)):
         _write_run(tmp_path, f"endpoint-{seed}", {"test_acc": acc, "test_nll": 0.1})
     ts = np.linspace(0, 1, 5)
+    _write_run(tmp_path, "aligned", {"distance_before": 40.0, "distance_after": 30.0})
+    _write_run(tmp_path, "segment-aligned", {"test_err": {"max": 20.0}, "test_nll": {"max": 0.5}})
     for name, peak in (("segment", 80.0), ("curve-eval", 3.0)):
         err = np.array([2.0, 2.5, peak, 2.5, 2.5])
         _write_run(tmp_path, name, {"test_err": {"max": peak}, "test_nll": {"max": 1.0}})
@@ -75,6 +78,7 @@ def test_demo_report_table_and_summary(tmp_path):
     assert summary["endpoint_test_err"] == [2.0, 2.5]
     assert summary["segment_max_test_err"] == 80.0 and summary["curve_max_test_err"] == 3.0
     assert summary["segment_barrier"] == 77.5 and summary["curve_barrier"] == 0.5
+    assert summary["aligned_barrier"] == 17.5 and summary["aligned_distance"] == [40.0, 30.0]
     assert [round(v["test_err"], 6) for v in summary["noisy_sgd"]] == [10.0, 9.0]
     assert round(summary["noisy_fge"]["test_err"], 6) == 11.0 and round(summary["noisy_swa"]["test_err"], 6) == 9.5
     assert round(summary["noisy_line_midpoint"]["test_err"], 6) == 4.0 and summary["noisy_ind"]["test_ece"] == 0.08
@@ -88,6 +92,7 @@ def test_demo_report_table_and_summary(tmp_path):
     record = json.loads((tmp_path / "figures.json").read_text())
     blocks = readme.render(record)
     assert "| Straight segment, worst point" in blocks["demo-table"] and "2 min 05 s" in blocks["noisy-table"]
+    assert "| Straight segment after weight matching, worst point" in blocks["demo-table"]
     assert "| Line: its midpoint" in blocks["noisy-table"] and "the line's midpoint is" in blocks["noisy-table"]
     text = "a\n<!-- generated: demo-table -->\nold\n<!-- end: demo-table -->\nb\n"
     assert readme.update(text, blocks) == "a\n<!-- generated: demo-table -->\n" + blocks["demo-table"] + \

@@ -77,10 +77,10 @@ def test_the_demo_as_a_table_on_slurm(slurm, tmp_path):
                             capture_output=True, text=True, timeout=120, env=env)
     assert result.returncode == 0, result.stdout + result.stderr
     jobs = submitted(result.stdout)
-    assert len(jobs) == 15, result.stdout
-    report = slurm.job(jobs["demo_report"])  # it waits for all fourteen runs (unless some already ended)
+    assert len(jobs) == 17, result.stdout
+    report = slurm.job(jobs["demo_report"])  # it waits for all sixteen runs (unless some already ended)
     assert report["JobState"] == "PENDING" and report["Reason"] == "Dependency", report
-    assert f"job {jobs['demo_report']}: demo_report after {','.join(list(jobs.values())[:14])} (log" in result.stdout
+    assert f"job {jobs['demo_report']}: demo_report after {','.join(list(jobs.values())[:16])} (log" in result.stdout
 
     final = slurm.wait(jobs.values(), timeout=300)
     assert all(job["JobState"] == "COMPLETED" and job["ExitCode"] == "0:0" for job in final.values()), final
@@ -88,7 +88,7 @@ def test_the_demo_as_a_table_on_slurm(slurm, tmp_path):
     listed = subprocess.run(["bash", os.path.join(ROOT, "scripts", "demo.sh"), str(out), "--quick", "--dry-run"],
                             capture_output=True, text=True, env=env).stdout.splitlines()
     runs = read_events(tmp_path)
-    assert len(runs) == 15
+    assert len(runs) == 17
     assert check_schedule(runs, waits([l for l in listed if l.startswith(env["PYTHON"])]), None) >= 2  # several at once
     for name, job in jobs.items():
         log = (out / f"{name}.log").read_text()
@@ -97,10 +97,10 @@ def test_the_demo_as_a_table_on_slurm(slurm, tmp_path):
     again = subprocess.run(["bash", os.path.join(ROOT, "scripts", "demo.sh"), str(out), "--quick", "--slurm",
                             "--gpus_per_job", "0"], capture_output=True, text=True, timeout=120, env=env)
     assert again.returncode == 0 and not submitted(again.stdout), again.stdout + again.stderr  # its report neither
-    assert again.stdout.count("# done, skipped") == 15 and "# 0 jobs submitted" in again.stdout
+    assert again.stdout.count("# done, skipped") == 17 and "# 0 jobs submitted" in again.stdout
     board = subprocess.run(["bash", os.path.join(ROOT, "scripts", "demo.sh"), str(out), "--quick", "--status"],
                            capture_output=True, text=True, timeout=120, env=env).stdout.splitlines()
-    assert board[-1] == "# every run is done" and sum(line.startswith("done ") for line in board) == 15, board
+    assert board[-1] == "# every run is done" and sum(line.startswith("done ") for line in board) == 17, board
 
 
 def test_a_requeued_job_continues_and_its_dependent_waits(slurm, tmp_path):

@@ -165,11 +165,11 @@ def test_demo_on_two_fake_gpus(tmp_path):
     listed = bash("demo.sh", out, "--quick", "--dry-run", env=env).stdout.splitlines()
     commands = [line for line in listed if line.startswith(env["PYTHON"])]
     runs = read_events(tmp_path)
-    assert len(runs) == len(commands) == 15 and all(run.status == 0 for [run] in runs.values())
+    assert len(runs) == len(commands) == 17 and all(run.status == 0 for [run] in runs.values())
     assert check_schedule(runs, waits(commands), {"0", "1"}) == 2
     assert (out / "endpoint-1.log").exists() and (out / "demo_report.log").exists()
     again = bash("demo.sh", out, "--quick", "--gpus", "0,1", env=env)  # finished: its report too
-    assert again.returncode == 0 and again.stdout.count("# done, skipped") == 15, again.stdout
+    assert again.returncode == 0 and again.stdout.count("# done, skipped") == 17, again.stdout
     assert "# every run is finished" in again.stdout and read_events(tmp_path) == runs
 
 
@@ -185,7 +185,7 @@ def test_a_finished_demo_started_again_here_does_not_run_its_report_again(tmp_pa
     (out / "summary.json").write_text("{}")  # the report's
     env = {"PYTHON": logging_python(tmp_path)}
     result = bash("demo.sh", out, "--quick", env=env)
-    assert result.returncode == 0 and result.stdout.count("# done, skipped") == 15, result.stdout
+    assert result.returncode == 0 and result.stdout.count("# done, skipped") == 17, result.stdout
     assert not (tmp_path / "events").exists()
 
 
@@ -344,10 +344,10 @@ def test_demo_slurm_dry_run_the_report_waits_for_every_run(tmp_path):
     result = bash("demo.sh", tmp_path / "demo", "--quick", "--slurm", "--dry-run", "--gpus_per_job", "0")
     assert result.returncode == 0, result.stderr
     jobs = sbatch_lines(result.stdout)
-    assert len(jobs) == 15 and not any(w.startswith("--gres") for words in jobs.values() for w in words)
-    report = jobs[15]
+    assert len(jobs) == 17 and not any(w.startswith("--gres") for words in jobs.values() for w in words)
+    report = jobs[17]
     assert f"--output={tmp_path}/demo/demo_report.log" in report
-    assert "--dependency=afterok:" + ":".join(f"${{JOB_{n}}}" for n in range(1, 15)) in report
+    assert "--dependency=afterok:" + ":".join(f"${{JOB_{n}}}" for n in range(1, 17)) in report
 
 
 # --------------------------------------------------------------------------- bad input
