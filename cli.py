@@ -94,9 +94,14 @@ def add_data_arguments(parser: argparse.ArgumentParser, from_checkpoint: bool = 
     group = parser.add_argument_group("Data")
     default = None if from_checkpoint else "CIFAR10"
     group.add_argument("--dataset", choices=data.DATASETS, default=default,
-                       help="dataset" + (" (default: the checkpoint's)" if from_checkpoint else ""))
+                       help="dataset; training augmentation: CIFAR random 32x32 crops of the image zero-padded by "
+                            "4 and horizontal flips; FashionMNIST random 28x28 crops of the image zero-padded by 2 "
+                            "and horizontal flips; MNIST the same crops without flips; DIGITS none"
+                            + (" (default: the checkpoint's)" if from_checkpoint else ""))
     group.add_argument("--data_path", default="data", metavar="PATH",
-                       help="folder holding the datasets (CIFAR under PATH/cifar10/ or PATH/)")
+                       help="folder holding the datasets: CIFAR under PATH/cifar10/ or PATH/; FashionMNIST and "
+                            "MNIST idx files in PATH/, else /usr/share/datasets/fashion-mnist/ (Debian's "
+                            "dataset-fashion-mnist), else PATH/FashionMNIST/raw/ (torchvision's; MNIST/raw/)")
     group.add_argument("--transform", choices=sorted(data.NORMALISATIONS),
                        default=None if from_checkpoint else "VGG",
                        help="normalisation constants of the papers' code")
