@@ -19,9 +19,10 @@ Datasets:
   MNIST), else from torchvision's layout ``<data_path>/FashionMNIST/raw/`` (``MNIST/raw/``), and
   downloaded there with torchvision as the last resort. 60000 training and 10000 test images, 28x28,
   1 channel. Augmentation, the 28x28 counterpart of CIFAR's: zero padding 2 and a random 28x28 crop
-  (shifts of up to 2 pixels, a 14th of the image as 4 is an 8th of CIFAR's 32: the objects fill the
-  frame); Fashion-MNIST also flips horizontally (clothes are mirror-symmetric), MNIST does not (a
-  mirrored digit is another symbol).
+  (shifts of up to 2 pixels, a 14th of the side, where CIFAR's 4 are an 8th: the centred objects
+  fill the frame); Fashion-MNIST also flips horizontally (clothes are mirror-symmetric), MNIST does
+  not (a mirrored digit is another symbol). Normalisation: --transform's rule for one channel (the
+  channel average of its constants), as for DIGITS.
 - ``DIGITS``: scikit-learn's bundled 8x8 digits (1797 images, 1 channel, pixel
   values 0..16 scaled to 0..255). Split: the images are shuffled once with
   ``numpy.random.RandomState(0)``; the last 360 are the test set, the first 1437
