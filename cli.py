@@ -114,6 +114,9 @@ def add_data_arguments(parser: argparse.ArgumentParser, from_checkpoint: bool = 
     group.add_argument("--no_use_test", dest="use_test", action="store_const", const=False,
                        help="hold out the last 5000 training images (360 for DIGITS) and evaluate on them"
                             + default_of[False])
+    group.add_argument("--no_augment", dest="augment", action="store_const", const=False, default=None,
+                       help="train on the images as they are, without the dataset's random crops and flips "
+                            "(default: the checkpoint's, else the dataset's augmentation)")
     group.add_argument("--batch_size", type=positive_int, default=None,
                        help="mini-batch size (default: 128; 32 for DIGITS)")
     group.add_argument("--num_workers", type=int, default=4,
@@ -234,6 +237,7 @@ def resolve_split(args, default: bool, checkpoints: dict | None = None, evaluati
     always use the test set, whose images no network trained on; it never evaluates on
     held-out images that a network trained with --use_test was trained on.
     """
+    _settle_augmentation(args, checkpoints)
     stored = {path: checkpoint_split(c) for path, c in (checkpoints or {}).items()}
     stored = {path: split for path, split in stored.items() if split is not None}
     if evaluation_only and args.use_test is None and len(set(stored.values())) > 1:
@@ -253,6 +257,15 @@ def resolve_split(args, default: bool, checkpoints: dict | None = None, evaluati
             raise UserError(f"{given} contradicts {path}, which was trained {trained}")
 
 
+def _settle_augmentation(args, checkpoints: dict | None) -> None:
+    """--no_augment not given: the augmentation the checkpoints' networks trained with (FGE, SWA, a curve
+    or a simplex continue on the images their networks saw), else the dataset's."""
+    if getattr(args, "augment", True) is not None:
+        return
+    stored = [(c.get("args") or {}).get("augment") for c in (checkpoints or {}).values() if c is not None]
+    args.augment = next((a for a in stored if a is not None), True)
+
+
 def _settle_label_noise(args) -> None:
     """A training script's label noise that neither a flag nor a checkpoint gave: none (seed 0)."""
     if hasattr(args, "label_noise"):
@@ -267,7 +280,8 @@ def load_data(args, procs, eval_batch_size: int | None = None):
     loader giving this process its share of every global batch."""
     assert args.use_test is not None, "resolve_split() first"
     dataset = data.load_dataset(args.dataset, args.data_path, args.use_test,
-                                label_noise=getattr(args, "label_noise", 0.0), noise_seed=getattr(args, "label_noise_seed", 0))
+                                label_noise=getattr(args, "label_noise", 0.0), noise_seed=getattr(args, "label_noise_seed", 0),
+                                augment=getattr(args, "augment", True) is not False)
     loaders = data.make_loaders(dataset, args.batch_size, args.transform, device=procs.device, seed=args.seed,
                                 channels_last=args.channels_last, eval_batch_size=eval_batch_size,
                                 rank=procs.rank, world_size=procs.world_size)

@@ -118,12 +118,14 @@ class Dataset:
 
 
 def load_dataset(name: str, data_path: str = "data", use_test: bool = False,
-                 download: bool = True, label_noise: float = 0.0, noise_seed: int = 0) -> Dataset:
+                 download: bool = True, label_noise: float = 0.0, noise_seed: int = 0,
+                 augment: bool = True) -> Dataset:
     """Load ``name`` into memory and split it as described in the module docstring; with
-    ``label_noise`` that fraction of the training labels is random (``noisy_labels``)."""
+    ``label_noise`` that fraction of the training labels is random (``noisy_labels``); without
+    ``augment`` the training images are used as they are (no crops, no flips)."""
     if name not in DATASETS:
         raise UserError(f"unknown dataset {name!r} (choose from {', '.join(DATASETS)})")
-    padding, flip = AUGMENTATION[name]
+    padding, flip = AUGMENTATION[name] if augment else (0, False)
     if name == "DIGITS":
         train, test = _load_digits()
         validation_size = 360

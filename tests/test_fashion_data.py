@@ -224,3 +224,23 @@ def test_missing_mnist_offline(tmp_path, capsys, monkeypatch):
                       f"--data_path={tmp_path / 'data'}")
     assert "MNIST not found" in line and f"{tmp_path}/data/MNIST/raw" in line and "download failed" in line
     assert os.listdir(tmp_path / "data") == []  # the existing folder stays, MNIST/raw is gone
+
+
+def test_no_augment_trains_on_the_plain_images_and_is_inherited(tmp_path):
+    """--no_augment: no crops, no flips; the scripts that start from its checkpoints keep it unless told."""
+    import fge
+    import train
+
+    root = write_files(tmp_path / "data", tiny_arrays(train=32, test=8), gzipped=False)
+    plain = data.load_dataset("FashionMNIST", root, use_test=True, augment=False)
+    assert (plain.padding, plain.flip) == (0, False)
+    assert not data.make_loaders(plain, 16, "VGG")["train"].augment
+    common = ["--dataset=FashionMNIST", f"--data_path={root}", "--use_test", "--batch_size=16"]
+    train.main([f"--dir={tmp_path / 'sgd'}", *common, "--model=MLP", "--epochs=2", "--save_freq=1", "--no_augment"])
+    ckpt = torch.load(tmp_path / "sgd" / "checkpoint-1.pt", weights_only=True)
+    assert ckpt["args"]["augment"] is False
+    fge.main([f"--dir={tmp_path / 'fge'}", *common, f"--ckpt={tmp_path / 'sgd' / 'checkpoint-1.pt'}", "--epochs=2",
+              "--cycle=2"])
+    assert json.loads((tmp_path / "fge" / "args.json").read_text())["augment"] is False
+    train.main([f"--dir={tmp_path / 'augmented'}", *common, "--model=MLP", "--epochs=1"])
+    assert json.loads((tmp_path / "augmented" / "args.json").read_text())["augment"] is True

@@ -44,7 +44,7 @@ def test_dry_run_prints_every_run_once_and_writes_nothing(tmp_path, seeds, netwo
     dirs = [c.get("dir") for c in commands]
     assert len(set(dirs)) == len(dirs) and all(d.startswith(f"{tmp_path}/out/{MLP}/") for d in dirs)
     assert all(c.get("data_path") == "/data" and c.get("use_test") and c.get("dataset") == "FashionMNIST"
-               for c in commands)
+               and c.get("no_augment") for c in commands)
     runs = by_dir(commands)
     assert {f"endpoint-{i}" for i in range(1, networks + 1)} <= set(runs) and f"endpoint-{networks + 1}" not in runs
     for k in range(1, seeds + 1):  # seed k's pair: networks k and k mod M + 1
@@ -61,34 +61,34 @@ def test_dry_run_prints_every_run_once_and_writes_nothing(tmp_path, seeds, netwo
 def test_the_settings_follow_the_papers_ratios():
     runs = by_dir(dry_run())
     endpoint, fge, standard = runs["endpoint-1"], runs["fge-1"], runs["standard-1"]
-    assert (endpoint.get("model"), endpoint.get("epochs"), endpoint.get("lr"), endpoint.get("wd")) == ("MLP", "40", "0.02", "5e-4")
+    assert (endpoint.get("model"), endpoint.get("epochs"), endpoint.get("lr"), endpoint.get("wd")) == ("MLP", "40", "0.01", "5e-4")
     assert endpoint.get("save_freq") == "8" and endpoint.get("schedule") is None  # the mode-connectivity schedule
     # FGE: VGG16's command, from 0.8 B for 0.2 B at a constant 0.2 x lr, cycles of 2 epochs: 4 snapshots
     assert fge.get("ckpt").endswith("/endpoint-1/checkpoint-32.pt")
-    assert (fge.get("epochs"), fge.get("lr_1"), fge.get("lr_2"), fge.get("cycle")) == ("8", "0.004", "0.004", "2")
+    assert (fge.get("epochs"), fge.get("lr_1"), fge.get("lr_2"), fge.get("cycle")) == ("8", "0.002", "0.002", "2")
     assert [p.rsplit("/", 1)[1] for p in runs["fge-2B-1"].options["ckpt"]] == [f"fge-{e}.pt" for e in (33, 35, 37, 39)] * 2
     for budget, epochs in ((1, 40), (2, 80)):  # SSE from scratch, cycles of B/5 from lr
         sse = runs[f"sse-{budget}B-1"]
-        assert (sse.get("schedule"), sse.get("epochs"), sse.get("cycle"), sse.get("lr_1")) == ("cosine", str(epochs), "8", "0.02")
+        assert (sse.get("schedule"), sse.get("epochs"), sse.get("cycle"), sse.get("lr_1")) == ("cosine", str(epochs), "8", "0.01")
     # curves: 3 bends, fixed ends, B epochs at 0.3 x lr
     for name, curve in (("bezier", "Bezier"), ("polychain", "PolyChain")):
         command = runs[f"{name}-1"]
         assert command.target == "train_curve.py" and command.get("curve") == curve and command.get("num_bends") == "3"
-        assert command.get("fix_start") and command.get("fix_end") and (command.get("epochs"), command.get("lr")) == ("40", "0.006")
+        assert command.get("fix_start") and command.get("fix_end") and (command.get("epochs"), command.get("lr")) == ("40", "0.003")
         assert runs[f"eval-{name}-1"].get("ckpt").endswith(f"/{name}-1/checkpoint-40.pt")
     # SWA: VGG16's start at 0.8 B + 1 and rate 0.2 x lr_init; 1.5 B continues the 1 B run
     sgd, swa, longer = runs["sgd-1"], runs["swa-1B-1"], runs["swa-1.5B-1"]
-    assert sgd.get("swa") is None and sgd.get("epochs") == "40" and sgd.get("lr_init") == "0.02"
-    assert (swa.get("swa"), swa.get("swa_start"), swa.get("swa_lr"), swa.get("epochs")) == (True, "33", "0.004", "40")
+    assert sgd.get("swa") is None and sgd.get("epochs") == "40" and sgd.get("lr_init") == "0.01"
+    assert (swa.get("swa"), swa.get("swa_start"), swa.get("swa_lr"), swa.get("epochs")) == (True, "33", "0.002", "40")
     assert longer.get("resume").endswith("/swa-1B-1/checkpoint-40.pt") and longer.get("epochs") == "60"
     # the line and its SGD: cosine after 1 warm-up epoch; the subspace Ind by the logit rule
     line = runs["line-1"]
     assert (line.get("shape"), line.get("epochs"), line.get("warmup_epochs"), line.get("beta")) == ("line", "40", "1", "1")
-    assert (standard.get("schedule"), standard.get("warmup_epochs"), standard.get("lr")) == ("cosine", "1", "0.02")
+    assert (standard.get("schedule"), standard.get("warmup_epochs"), standard.get("lr")) == ("cosine", "1", "0.01")
     assert runs["ind-line-1"].get("combine") == "logits" and runs["ind-2B-1"].get("combine") is None
     espro = runs["espro-1"]  # 4 vertices, 1 epoch each, the mean of 5 points: 5 x 0.2 x lr, wd / 5, lambda / 5
     assert (espro.get("num_vertices"), espro.get("epochs_per_vertex"), espro.get("lr"), espro.get("volume_reg"),
-            espro.get("num_samples")) == ("4", "1", "0.02", "2e-7", "5")
+            espro.get("num_samples")) == ("4", "1", "0.01", "2e-7", "5")
     assert float(espro.get("wd")) == 1e-4
 
 
