@@ -359,7 +359,7 @@ def write_fashion(root: str, n_train: int, n_test: int) -> str:
 def bench_fashion_epoch(root: str, train_images: int, test_images: int, device, repeats: int) -> dict:
     """A Fashion-MNIST epoch of the study's model, end to end: training on every training image and the
     test set's evaluation. Ours (train.py's loop: data.Loader on the device, utils.train_epoch and
-    evaluate, the options below; the faster counts) against the original approach (torchvision's
+    evaluate, the options below; the fastest counts) against the original approach (torchvision's
     FashionMNIST, PIL transforms, a DataLoader with 0 or 2 workers, the faster counts; fp32,
     ``torch.optim.SGD``, an ``.item()`` per step)."""
     import torchvision
@@ -371,8 +371,11 @@ def bench_fashion_epoch(root: str, train_images: int, test_images: int, device, 
     plain = [T.ToTensor(), T.Normalize(mean, std)]
     train_set = torchvision.datasets.FashionMNIST(root, train=True, transform=T.Compose(augment + plain))
     test_set = torchvision.datasets.FashionMNIST(root, train=False, transform=T.Compose(plain))
+    # one thread (on a CPU): how scripts/fashion_tables.sh runs (OMP_NUM_THREADS=1, see its header); both
+    # sides get it, and each side's fastest configuration counts
+    one_thread = [None, 1] if device.type == "cpu" else [None]
     contenders = {}
-    for w in WORKERS:
+    for w, threads in ((w, t) for w in WORKERS for t in one_thread):
         model, opt = _model_and_sgd(FASHION_MODEL, device, reference=True, shape=(1, 28))
         train_dl = reference_loader(train_set, train_images, w, True)
         test_dl = reference_loader(test_set, test_images, w, False)
@@ -381,24 +384,41 @@ def bench_fashion_epoch(root: str, train_images: int, test_images: int, device, 
             reference_train_epoch(m, train_dl, o, device)
             m.eval()
             reference_evaluate(m, test_dl, device)
-        contenders[f"reference_workers{w}"] = reference
+        contenders[f"reference_workers{w}" + ("_one_thread" if threads else "")] = _with_threads(reference, threads)
     ours = data.load_dataset("FashionMNIST", raw, use_test=True, download=False)
-    for name, amp in (("fp32_channels_last", None), ("amp_channels_last", torch.bfloat16)):
+    configs = {"fp32_channels_last": (None, None), "amp_channels_last": (torch.bfloat16, None)}
+    if device.type == "cpu":
+        configs["fp32_channels_last_one_thread"] = (None, 1)
+    for name, (amp, threads) in configs.items():
         model, opt = _model_and_sgd(FASHION_MODEL, device, True, shape=(1, 28))
         loaders = data.make_loaders(ours, BATCH, "VGG", device=device, channels_last=True)
 
         def epoch(m=model, o=opt, loaders=loaders, amp=amp):
             utils.train_epoch(m, loaders["train"], o, amp=amp)
             utils.evaluate(m, loaders["test"], amp=amp)
-        contenders[f"ours_{name}"] = epoch
+        contenders[f"ours_{name}"] = _with_threads(epoch, threads)
     best = race(contenders, repeats, device)
     figures = {f"fashion_epoch_s_{k}": s for k, s in best.items()}
     fastest = min((k for k in best if k.startswith("ours")), key=best.get)
+    reference = min((k for k in best if k.startswith("reference")), key=best.get)
     figures.update({"fashion_model": FASHION_MODEL, "fashion_real_images": os.path.isdir(data.DEBIAN_FOLDERS["FashionMNIST"]),
                     "fashion_fastest_options": fastest.removeprefix("ours_"),
                     "fashion_epoch_images_per_s_ours": train_images / best[fastest],
-                    "fashion_epoch_speedup": min(best[f"reference_workers{w}"] for w in WORKERS) / best[fastest]})
+                    "fashion_reference_fastest": reference.removeprefix("reference_"),
+                    "fashion_epoch_speedup": best[reference] / best[fastest]})
     return figures
+
+
+def _with_threads(fn, threads: int | None):
+    """``fn`` run with ``threads`` torch threads (None: as many as now)."""
+    def run():
+        before = torch.get_num_threads()
+        torch.set_num_threads(threads or before)
+        try:
+            fn()
+        finally:
+            torch.set_num_threads(before)
+    return run
 
 
 def bench_data_parallel(root: str, images: int, repeats: int) -> dict:

@@ -16,12 +16,17 @@
 # (apt-get install dataset-fashion-mnist), else data/FashionMNIST/raw/, else torchvision's download.
 # Every run evaluates on the test set (--use_test), as the papers' tables do.
 #
-# The model: the MLP (784-256-256-10, ReLU). On this project's 2-core AMD EPYC (AVX2, no AVX-512) an
-# epoch of 60,000 images trains in about 2 s in fp32, ConvFC's in about 55 s, ResNet20's in about 120 s
-# (--amp is slower there: no native bfloat16; see the README): of the zoo only the MLP fits the ~1,500
-# epochs of the whole study into the budget (3 seeds in about an hour on that machine). Git Re-Basin
-# shows its (Fashion-)MNIST results on an MLP too. fp32: an MLP gains nothing from bfloat16 on a CPU,
-# and the numbers are then the same on every machine.
+# The model: the MLP (784-256-256-10, ReLU). On this project's 2-core AMD EPYC (AVX2, no AVX-512), one
+# thread trains and tests an MLP epoch of 60,000 images in about 2.3 s (fp32), ConvFC's in about 110 s,
+# ResNet20's in about 230 s (--amp is slower there: no native bfloat16): of the zoo only the MLP fits the
+# ~1,500 epoch-equivalents of the study into the budget. Git Re-Basin shows its (Fashion-)MNIST results on
+# an MLP too. fp32: an MLP gains nothing from bfloat16 on a CPU.
+#
+# Time on that machine, one run after another: --seeds 1 took 27 min (1,400 s of one core), 3 seeds take
+# about 60 min (3 x 218 s for the networks, 3 x 966 s for each seed's runs). Each run computes on one
+# thread (OMP_NUM_THREADS=1 unless set): the MLP's small products gain little from a second thread, and a
+# second thread that shares its core with any other program makes every step wait for it (measured 20x
+# slower). On a CPU of 2 cores, --gpus 0,0 runs two single-threaded runs at once (scripts/with_gpu.sh).
 #
 # Runs, under OUT_DIR/fashion/FashionMNIST/MLP/. Networks i = 1..M (M = N seeds, N + 1 below 3 seeds),
 # seed k's pair of networks (k, k mod M + 1): with 3 seeds the 3 pairs of 3 networks, as
@@ -43,7 +48,7 @@
 #                           starting networks' Ind by probabilities (its start_ensemble_acc)
 #
 # How each setting was chosen (never from test figures of a method):
-#   B = 40 epochs, the budget: the compute budget (about 500 epoch-equivalents a seed).
+#   B = 40 epochs, the budget: from the compute budget (about 500 epoch-equivalents a seed).
 #   no augmentation (--no_augment), lr 0.01, wd 5e-4 (SGD, momentum 0.9, batch 128): on the validation
 #     split (--no_use_test: the last 5,000 training images held out; seed 1, B epochs, the mode-connectivity
 #     schedule), validation accuracy %:      lr 0.005   0.01   0.02   0.05   0.1
@@ -62,6 +67,7 @@
 #     and 5 test points; simplex.py's mean of the points at 5 x the original's rate (0.2 x the networks'),
 #     a fifth of its wd and lambda 1e-6 / 5 (as scripts/simplexes_table.sh).
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
+export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}  # see above
 
 SEEDS=3 DATA="" args=()
 while (($#)); do

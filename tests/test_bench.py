@@ -31,7 +31,8 @@ def test_bench_writes_every_figure(tmp_path):
     assert figures["device"] and figures["threads"] >= 1 and figures["torch"]
     assert set(figures["goals"]) <= set(RATIOS)
     assert all(key in result.stdout for key in figures["goals"])  # the summary table
-    assert figures["fashion_model"] and figures["fashion_fastest_options"] in ("fp32_channels_last", "amp_channels_last")
+    assert figures["fashion_model"] and figures["fashion_fastest_options"] in ("fp32_channels_last", "amp_channels_last",
+                                                                      "fp32_channels_last_one_thread")
 
 
 def load_bench():

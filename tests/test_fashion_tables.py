@@ -152,12 +152,14 @@ def test_gpus_and_slurm_dry_runs_follow_the_runs_dependencies(tmp_path):
 def test_started_again_it_skips_the_finished_runs(tmp_path):
     log = tmp_path / "log"
     fake = executable(tmp_path / "python", f'#!/usr/bin/env bash\necho "$*" >> {log}\n'
+                      f'echo "$OMP_NUM_THREADS" >> {tmp_path}/threads\n'
                       'for a; do [[ $a == --dir=* ]] && mkdir -p "${a#--dir=}" && echo {} > "${a#--dir=}/summary.json"; done\nexit 0\n')
     out = tmp_path / "out"
-    first = bash("fashion_tables.sh", out, "--seeds=1", "--data_path=/data", env={"PYTHON": fake})
+    first = bash("fashion_tables.sh", out, "--seeds=1", "--data_path=/data", env={"PYTHON": fake, "OMP_NUM_THREADS": ""})
     assert first.returncode == 0, first.stderr
     assert [line.split()[1:] for line in log.read_text().splitlines()] == \
         [c.flags for c in dry_run(str(out), "--seeds=1")]
+    assert set((tmp_path / "threads").read_text().split()) == {"1"}  # one thread a run, unless told otherwise
     second = bash("fashion_tables.sh", out, "--seeds=1", "--data_path=/data", env={"PYTHON": fake})
     assert second.returncode == 0 and second.stdout.count("# done, skipped") == 21
     assert len(log.read_text().splitlines()) == 21
