@@ -65,9 +65,14 @@ def add_data_arguments(parser: argparse.ArgumentParser, from_checkpoint: bool = 
     group = parser.add_argument_group("Data")
     default = None if from_checkpoint else "CIFAR10"
     group.add_argument("--dataset", choices=data.DATASETS, default=default,
-                       help="dataset" + (" (default: the checkpoint's)" if from_checkpoint else ""))
+                       help="dataset; training augmentation: CIFAR random 32x32 crops of the image zero-padded by "
+                            "4 and horizontal flips; FashionMNIST random 28x28 crops of the image zero-padded by 2 "
+                            "and horizontal flips; MNIST the same crops without flips; DIGITS none"
+                            + (" (default: the checkpoint's)" if from_checkpoint else ""))
     group.add_argument("--data_path", default="data", metavar="PATH",
-                       help="folder holding the datasets (CIFAR under PATH/cifar10/ or PATH/)")
+                       help="folder holding the datasets: CIFAR under PATH/cifar10/ or PATH/; FashionMNIST and "
+                            "MNIST idx files in PATH/, else /usr/share/datasets/fashion-mnist/ (Debian's "
+                            "dataset-fashion-mnist), else PATH/FashionMNIST/raw/ (torchvision's; MNIST/raw/)")
     group.add_argument("--transform", choices=sorted(data.NORMALISATIONS),
                        default=None if from_checkpoint else "VGG",
                        help="normalisation constants of the papers' code")
@@ -80,6 +85,9 @@ def add_data_arguments(parser: argparse.ArgumentParser, from_checkpoint: bool = 
     group.add_argument("--no_use_test", dest="use_test", action="store_const", const=False,
                        help="hold out the last 5000 training images (360 for DIGITS) and evaluate on them"
                             + default_of[False])
+    group.add_argument("--no_augment", dest="augment", action="store_const", const=False, default=None,
+                       help="train on the images as they are, without the dataset's random crops and flips "
+                            "(default: the checkpoint's, else the dataset's augmentation)")
     group.add_argument("--batch_size", type=positive_int, default=None,
                        help="mini-batch size (default: 128; 32 for DIGITS)")
     group.add_argument("--num_workers", type=int, default=4,
@@ -207,6 +215,7 @@ def resolve_split(args, default: bool, checkpoints: dict | None = None, evaluati
     always use the test set, whose images no network trained on; it never evaluates on
     held-out images that a network trained with --use_test was trained on.
     """
+    _settle_augmentation(args, checkpoints)
     stored = {path: checkpoint_split(c) for path, c in (checkpoints or {}).items()}
     stored = {path: split for path, split in stored.items() if split is not None}
     if evaluation_only and args.use_test is None and len(set(stored.values())) > 1:
@@ -224,6 +233,15 @@ def resolve_split(args, default: bool, checkpoints: dict | None = None, evaluati
             trained = ("on all training images (--use_test), so the held-out images were among them"
                        if split else "with the last training images held out (--no_use_test)")
             raise UserError(f"{given} contradicts {path}, which was trained {trained}")
+
+
+def _settle_augmentation(args, checkpoints: dict | None) -> None:
+    """--no_augment not given: the augmentation the checkpoints' networks trained with (FGE, SWA, a curve
+    or a simplex continue on the images their networks saw), else the dataset's."""
+    if getattr(args, "augment", True) is not None:
+        return
+    stored = [(c.get("args") or {}).get("augment") for c in (checkpoints or {}).values() if c is not None]
+    args.augment = next((a for a in stored if a is not None), True)
 
 
 def _settle_label_noise(args) -> None:

@@ -99,7 +99,8 @@ def load_data(args, procs, eval_batch_size: int | None = None):
     loader giving this process its share of every global batch."""
     assert args.use_test is not None, "resolve_split() first"
     dataset = data.load_dataset(args.dataset, args.data_path, args.use_test,
-                                label_noise=getattr(args, "label_noise", 0.0), noise_seed=getattr(args, "label_noise_seed", 0))
+                                label_noise=getattr(args, "label_noise", 0.0), noise_seed=getattr(args, "label_noise_seed", 0),
+                                augment=getattr(args, "augment", True) is not False)
     loaders = data.make_loaders(dataset, args.batch_size, args.transform, device=procs.device, seed=args.seed,
                                 channels_last=args.channels_last, eval_batch_size=eval_batch_size,
                                 rank=procs.rank, world_size=procs.world_size)

@@ -2,6 +2,7 @@
 
     python scripts/bench.py --quick --out runs/bench.json    # under 5 minutes on a 2-core CPU
     python scripts/bench.py --out runs/bench.json            # a CIFAR-10-sized epoch, more repeats
+    python scripts/bench.py --only fashion --out runs/fashion-bench.json   # one figure
 
 The baseline is the original code's approach: torchvision's CIFAR10 dataset with
 PIL transforms (RandomCrop(32, padding=4), RandomHorizontalFlip, ToTensor,
@@ -9,7 +10,10 @@ Normalize) in a torch DataLoader (the best of 0 and 2 workers), fp32, a
 ``.item()`` per step. Ours: data.Loader (the batch pipeline on the device),
 utils.train_epoch / update_bn / evaluate and the fastest options (``--amp
 --channels_last``). The data are random CIFAR-shaped python batches the bench
-writes itself: nothing is downloaded.
+writes itself: nothing is downloaded. The Fashion-MNIST epoch (the model of
+scripts/fashion_tables.sh) reads Debian's dataset-fashion-mnist where it is installed (both sides
+the same files), random idx files of its shape where not: torchvision's FashionMNIST with
+RandomCrop(28, padding=2), RandomHorizontalFlip, ToTensor and Normalize against ours.
 
 Timing: the contenders of a figure run interleaved (A, B, A, B, ...), so that a
 change in the machine's load hits both; each is warmed up once (not timed),
@@ -34,6 +38,7 @@ import tempfile
 import time
 from dataclasses import replace
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 import torchvision
@@ -55,23 +60,28 @@ from landscape import HessianOperator  # noqa: E402
 SIZES = {
     # vgg_repeats: the overhead goals compare steps a few percent apart, on machines whose
     # neighbours move single timings by more: more rounds for paired_ratio's median
+    # fashion_train, fashion_test: the Fashion-MNIST epoch's training and test images (the whole set: 60000, 10000)
     "full": dict(pipeline=50000, train=5120, point_train=5120, point_test=2048, vgg_batch=128,
-                 repeats=3, vgg_repeats=11, matmul=4096, matching_model="VGG16", matching_repeats=3),
+                 repeats=3, vgg_repeats=11, matmul=4096, matching_model="VGG16", matching_repeats=3,
+                 fashion_train=60000, fashion_test=10000),
     "quick": dict(pipeline=10240, train=2560, point_train=2560, point_test=1024, vgg_batch=128,
-                  repeats=3, vgg_repeats=11, matmul=2048, matching_model="VGG16", matching_repeats=1),
+                  repeats=3, vgg_repeats=11, matmul=2048, matching_model="VGG16", matching_repeats=1,
+                  fashion_train=10240, fashion_test=2048),
     # a smoke run for the tests: every figure is written, none means anything
     "tiny": dict(pipeline=256, train=128, point_train=128, point_test=64, vgg_batch=4, repeats=1, vgg_repeats=1,
-                 matmul=64, matching_model="MLP", matching_repeats=1),
+                 matmul=64, matching_model="MLP", matching_repeats=1, fashion_train=256, fashion_test=128),
 }
 GOALS = {"pipeline_speedup": 20, "train_speedup_convfc": 3, "amp_speedup_vgg16": 1.3,
          "curve_overhead_vgg16": 1.15, "line_overhead_vgg16": 1.15, "simplex_overhead_vgg16": 1.15,
          "eval_curve_speedup": 2, "fraction_of_peak_vgg16": 0.6, "hvp_over_train_step": 2.5,
-         "weight_matching_vgg16_s": 10, "swag_wrn28x10_peak_copies_of_weights": ensembles.swag.MAX_NUM_MODELS + 2}
+         "weight_matching_vgg16_s": 10, "swag_wrn28x10_peak_copies_of_weights": ensembles.swag.MAX_NUM_MODELS + 2,
+         "fashion_epoch_speedup": 2}
 AT_MOST = {"hvp_over_train_step", "swag_wrn28x10_peak_copies_of_weights"}  # goals met at or below, besides the
 # overheads and the seconds
 SPRO_SAMPLES = 5  # points a SPRO step (loss-surface-simplexes' n_sample), in a simplex of 5 vertices
 BATCH, WORKERS = 128, (0, 2)
 MEAN, STD = data.NORMALISATIONS["VGG"]
+FASHION_MODEL = "MLP"  # scripts/fashion_tables.sh's model
 
 
 # --------------------------------------------------------------------------- timing
@@ -395,6 +405,87 @@ def bench_eval_curve(root, ours: data.Dataset, train_images: int, test_images: i
     return figures
 
 
+def write_fashion(root: str, n_train: int, n_test: int) -> str:
+    """Fashion-MNIST's uncompressed idx files in torchvision's layout ``root/FashionMNIST/raw/``, where both
+    sides read them: Debian's real images where its package is installed, random ones of that shape if not."""
+    raw = os.path.join(root, "FashionMNIST", "raw")
+    os.makedirs(raw, exist_ok=True)
+    debian = data.DEBIAN_FOLDERS["FashionMNIST"]
+    rng = np.random.RandomState(0)
+    for part, n in (("train", n_train), ("test", n_test)):
+        for file, shape in zip(data.IDX_FILES[part], ((n, 28, 28), (n,))):
+            path = os.path.join(debian, file + ".gz")
+            values = data.read_idx(path)[:n] if os.path.isfile(path) else \
+                rng.randint(0, 256 if len(shape) > 1 else 10, shape).astype(np.uint8)
+            data.write_idx(os.path.join(raw, file), values)
+    return raw
+
+
+def bench_fashion_epoch(root: str, train_images: int, test_images: int, device, repeats: int) -> dict:
+    """A Fashion-MNIST epoch of the study's model, end to end: training on every training image and the
+    test set's evaluation. Ours (train.py's loop: data.Loader on the device, utils.train_epoch and
+    evaluate, the options below; the fastest counts) against the original approach (torchvision's
+    FashionMNIST, PIL transforms, a DataLoader with 0 or 2 workers, the faster counts; fp32,
+    ``torch.optim.SGD``, an ``.item()`` per step)."""
+    import torchvision
+
+    raw = write_fashion(root, train_images, test_images)
+    mean, std = data.normalisation("VGG", 1)
+    padding = data.AUGMENTATION["FashionMNIST"][0]
+    augment = [T.RandomCrop(28, padding=padding), T.RandomHorizontalFlip()]
+    plain = [T.ToTensor(), T.Normalize(mean, std)]
+    train_set = torchvision.datasets.FashionMNIST(root, train=True, transform=T.Compose(augment + plain))
+    test_set = torchvision.datasets.FashionMNIST(root, train=False, transform=T.Compose(plain))
+    # one thread (on a CPU): how scripts/fashion_tables.sh runs (OMP_NUM_THREADS=1, see its header); both
+    # sides get it, and each side's fastest configuration counts
+    one_thread = [None, 1] if device.type == "cpu" else [None]
+    contenders = {}
+    for w, threads in ((w, t) for w in WORKERS for t in one_thread):
+        model, opt = _model_and_sgd(FASHION_MODEL, device, reference=True, shape=(1, 28))
+        train_dl = reference_loader(train_set, train_images, w, True)
+        test_dl = reference_loader(test_set, test_images, w, False)
+
+        def reference(m=model, o=opt, train_dl=train_dl, test_dl=test_dl):
+            reference_train_epoch(m, train_dl, o, device)
+            m.eval()
+            reference_evaluate(m, test_dl, device)
+        contenders[f"reference_workers{w}" + ("_one_thread" if threads else "")] = _with_threads(reference, threads)
+    ours = data.load_dataset("FashionMNIST", raw, use_test=True, download=False)
+    configs = {"fp32_channels_last": (None, None), "amp_channels_last": (torch.bfloat16, None)}
+    if device.type == "cpu":
+        configs["fp32_channels_last_one_thread"] = (None, 1)
+    for name, (amp, threads) in configs.items():
+        model, opt = _model_and_sgd(FASHION_MODEL, device, True, shape=(1, 28))
+        loaders = data.make_loaders(ours, BATCH, "VGG", device=device, channels_last=True)
+
+        def epoch(m=model, o=opt, loaders=loaders, amp=amp):
+            utils.train_epoch(m, loaders["train"], o, amp=amp)
+            utils.evaluate(m, loaders["test"], amp=amp)
+        contenders[f"ours_{name}"] = _with_threads(epoch, threads)
+    best = race(contenders, repeats, device)
+    figures = {f"fashion_epoch_s_{k}": s for k, s in best.items()}
+    fastest = min((k for k in best if k.startswith("ours")), key=best.get)
+    reference = min((k for k in best if k.startswith("reference")), key=best.get)
+    figures.update({"fashion_model": FASHION_MODEL, "fashion_real_images": os.path.isdir(data.DEBIAN_FOLDERS["FashionMNIST"]),
+                    "fashion_fastest_options": fastest.removeprefix("ours_"),
+                    "fashion_epoch_images_per_s_ours": train_images / best[fastest],
+                    "fashion_reference_fastest": reference.removeprefix("reference_"),
+                    "fashion_epoch_speedup": best[reference] / best[fastest]})
+    return figures
+
+
+def _with_threads(fn, threads: int | None):
+    """``fn`` run with ``threads`` torch threads (None: as many as now)."""
+    def run():
+        before = torch.get_num_threads()
+        torch.set_num_threads(threads or before)
+        try:
+            fn()
+        finally:
+            torch.set_num_threads(before)
+    return run
+
+
 def bench_data_parallel(root: str, images: int, repeats: int) -> dict:
     """ConvFC training on the CPU at the same global batch of 128: one process with every core's
     threads, against two gloo processes (torch.distributed, DistributedDataParallel) with half the
@@ -531,10 +622,11 @@ def _head(images: data.ImageSet, n: int) -> data.ImageSet:
     return data.ImageSet(images.images[:n], images.labels[:n])
 
 
-def _model_and_sgd(name: str, device, channels_last: bool = False, reference: bool = False):
-    """A model and its SGD: the scripts' (fused where torch has it), or the original's ``torch.optim.SGD``."""
+def _model_and_sgd(name: str, device, channels_last: bool = False, reference: bool = False, shape=(3, 32)):
+    """A model (for images of ``shape``: channels, side) and its SGD: the scripts' (fused where torch
+    has it), or the original's ``torch.optim.SGD``."""
     torch.manual_seed(0)
-    model = models.build_model(name, 10).to(device)
+    model = models.build_model(name, 10, *shape).to(device)
     if channels_last:
         model.to(memory_format=torch.channels_last)
     make = torch.optim.SGD if reference else utils.sgd
@@ -571,6 +663,9 @@ def own_cpu_seconds() -> float:
     return t.user + t.system + t.children_user + t.children_system
 
 
+STEPS = ("matmul", "pipeline", "train_convfc", "vgg16", "eval_curve", "data_parallel", "fashion")
+
+
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="smaller data and fewer repeats (< 5 min on 2 cores)")
@@ -579,6 +674,8 @@ def main(argv=None) -> None:
     parser.add_argument("--compile", action="store_true", help="also time ConvFC training under torch.compile")
     parser.add_argument("--tiny", action="store_true", help="a smoke run in seconds, for the tests: "
                         "every figure is written, none means anything")
+    parser.add_argument("--only", action="append", choices=STEPS, default=None, metavar="FIGURE",
+                        help="only these figures (repeatable): " + ", ".join(STEPS) + " (default: all)")
     args = parser.parse_args(argv)
     device = torch.device(args.device) if args.device else utils.default_device()
     size = SIZES["tiny" if args.tiny else "quick" if args.quick else "full"]
@@ -604,7 +701,11 @@ def main(argv=None) -> None:
                  ("hvp", lambda: bench_hvp(size["vgg_batch"], device, size["vgg_repeats"])),
                  ("weight_matching", lambda: bench_weight_matching(size["matching_model"], device,
                                                                    size["matching_repeats"])),
-                 ("swag_memory", lambda: bench_swag_memory(device, args.tiny))]
+                 ("swag_memory", lambda: bench_swag_memory(device, args.tiny)),
+                 ("fashion", lambda: bench_fashion_epoch(root, size["fashion_train"], size["fashion_test"], device,
+                                                         repeats))]
+        if args.only:  # the matmul's peak serves vgg16's fraction of peak
+            steps = [(n, s) for n, s in steps if n in args.only or (n == "matmul" and "vgg16" in args.only)]
         for name, step in steps:
             section = time.time()
             figures.update(step())
@@ -614,7 +715,8 @@ def main(argv=None) -> None:
     if busy_start is not None:  # the share of the machine that other programs took during the run
         others = busy_cpu_seconds() - busy_start - (own_cpu_seconds() - own_start)
         figures["other_programs_cpu_share"] = max(0.0, others) / (figures["seconds"] * os.cpu_count())
-    figures["goals"] = {k: {"goal": g, "value": figures[k], "met": _met(k, figures[k], g)} for k, g in GOALS.items()}
+    figures["goals"] = {k: {"goal": g, "value": figures[k], "met": _met(k, figures[k], g)} for k, g in GOALS.items()
+                        if k in figures}
 
     os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
     with open(args.out, "w") as f:

@@ -10,12 +10,19 @@ OUT_DIR/swa/<dataset>/<model>/{sgd,swa-1B,swa-1.25B,swa-1.5B},
 OUT_DIR/subspaces/CIFAR10/cResNet20/{standard-0,ind-0-1,swa-0,line-0,simplex3-layerwise-1,...} and
 OUT_DIR/simplexes/<dataset>/VGG16/{base-1,ind-2,fge-run1,fge-3,espro}. Where a method has runs of
 several seeds, a cell shows their mean.
+
+--table fashion: scripts/fashion_tables.sh's OUT_DIR/fashion/FashionMNIST/MLP/ (every figure the mean ±
+standard deviation over the seeds found, each effect the same of the per-seed differences, beside
+the published CIFAR effect); --json FILE also writes its figures, seed by seed, as JSON.
+
+    python scripts/collect.py runs/fashion --table fashion --json runs/fashion/fashion.json
 """
 from __future__ import annotations
 
 import argparse
 import json
 import os
+import re
 import statistics
 import sys
 
@@ -223,6 +230,202 @@ def simplexes_table(out_dir: str, dataset: str) -> str:
     return tabulate(rows, header, tablefmt="github", disable_numparse=True)
 
 
+# --------------------------------------------------------------------------- Fashion-MNIST in miniature
+
+FASHION = os.path.join("fashion", "FashionMNIST", "MLP")
+# runs of one seed k are named <name>-k (scripts/fashion_tables.sh)
+SEED_RUN = re.compile(r"^(segment|eval-bezier|eval-polychain|ind-2B|fge-2B|sse-1B|sse-2B|sgd|swa-1B|swa-1\.5B|line|"
+                      r"ind-line|espro)-(\d+)$")
+
+
+def _published(text: str) -> float:
+    return float(text.split(" ")[0])  # "72.5 ± 0.1" -> 72.5
+
+
+def paper_effects() -> dict:
+    """The published CIFAR effects, from PAPER's VGG16 entries: {(row, metric): {dataset: value}}, in points of
+    test error (accuracies turned into errors) or in train loss, the later method minus the earlier."""
+    curves, fge, swa = PAPER["curves"], PAPER["fge"], PAPER["swa"]
+    out = {}
+    for curve in ("Bezier", "PolyChain"):  # max along the curve minus the endpoints' max (min loss, max loss, min err, max err)
+        out[(curve, "test_err")] = {d: float(curves[d][("VGG16", curve)][3]) - float(curves[d][("VGG16", "Endpoints")][3])
+                                    for d in DATASETS}
+        out[(curve, "train_loss")] = {d: float(curves[d][("VGG16", curve)][1]) - float(curves[d][("VGG16", "Endpoints")][1])
+                                      for d in DATASETS}
+    for budget, column in (("1B", 0), ("2B", 1)):  # CIFAR-100 only: the README's Table 2
+        out[(f"FGE {budget}", "test_err")] = {"CIFAR100": _published(fge[("VGG16", "Ind")][column])
+                                              - _published(fge[("VGG16", "FGE")][column])}
+    for name, column in (("SWA 1B", 1), ("SWA 1.5B", 3)):
+        out[(name, "test_err")] = {d: _published(swa[d]["VGG16"][0]) - _published(swa[d]["VGG16"][column])
+                                   for d in DATASETS}
+    return out
+
+
+PAPER_SOURCES = (
+    "Published effects (CIFAR, VGG16; collect.py's PAPER): curves, the max test error (max train loss) along the curve "
+    "minus the endpoints' (the mode-connectivity README's tables, e.g. CIFAR-10 Bezier 7.75 - 6.94); FGE - Ind, "
+    "FGE's test accuracy minus Ind's as error (its CIFAR-100 table: 74.6 - 72.5 at 1 budget, 76.1 - 74.8 at 2); "
+    "SWA - SGD, as error (the SWA README: CIFAR-10 93.59 - 93.25 at 1 budget, 93.64 - 93.25 at 1.5; CIFAR-100 "
+    "73.91 - 72.55, 74.27 - 72.55). Not in PAPER: SSE, the straight segment (a figure in the paper), and the "
+    "2021 papers' subspaces (figures only: unconfirmed).")
+
+
+def _error(acc):
+    return None if acc is None else 100.0 - acc
+
+
+def _worst(summary, which: str = "max"):
+    """(max test err, max train loss) of an eval_curve.py summary: along it, or of its two ends."""
+    if summary is None:
+        return None, None
+    err, loss = summary["test_err"], summary["train_loss"]
+    if which == "ends":
+        return max(err["start"], err["end"]), max(loss["start"], loss["end"])
+    return err["max"], loss["max"]
+
+
+def _summary(folder: str, run: str):
+    path = os.path.join(folder, run, "summary.json")
+    if not os.path.isfile(path):
+        return None
+    try:
+        with open(path) as f:
+            return json.load(f)
+    except (OSError, ValueError) as exc:
+        fail(f"cannot read {path}: {exc}")
+
+
+def _metric(folder: str, run: str, acc_key: str, nll_key: str) -> dict:
+    summary = _summary(folder, run)
+    if summary is None:
+        return {"test_err": None, "test_nll": None}
+    for key in (acc_key, nll_key):
+        if key not in summary:
+            fail(f"{os.path.join(folder, run, 'summary.json')} has no {key!r} (a run of another script in this folder?)")
+    return {"test_err": _error(summary[acc_key]), "test_nll": summary[nll_key]}
+
+
+def _curve_row(folder, k, name):
+    run, which = {"Endpoints": ("segment", "ends"), "Segment": ("segment", "max"),
+                  "Bezier": ("eval-bezier", "max"), "PolyChain": ("eval-polychain", "max")}[name]
+    err, loss = _worst(_summary(folder, f"{run}-{k}"), which)
+    return {"test_err": err, "train_loss": loss}
+
+
+# table -> [(row, metrics of seed k: (folder, k) -> {metric: value}, the row its effect is against)]
+FASHION_ROWS = {
+    "curves": [(name, lambda f, k, n=name: _curve_row(f, k, n), None if name == "Endpoints" else "Endpoints")
+               for name in ("Endpoints", "Segment", "Bezier", "PolyChain")],
+    "ensembles": [
+        ("Ind 1B", lambda f, k: _metric(f, f"endpoint-{k}", "test_acc", "test_nll"), None),
+        ("SSE 1B", lambda f, k: _metric(f, f"sse-1B-{k}", "ens_acc", "ens_nll"), "Ind 1B"),
+        ("FGE 1B", lambda f, k: _metric(f, f"fge-{k}", "ens_acc", "ens_nll"), "Ind 1B"),
+        ("Ind 2B", lambda f, k: _metric(f, f"ind-2B-{k}", "ens_acc", "ens_nll"), None),
+        ("SSE 2B", lambda f, k: _metric(f, f"sse-2B-{k}", "ens_acc", "ens_nll"), "Ind 2B"),
+        ("FGE 2B", lambda f, k: _metric(f, f"fge-2B-{k}", "ens_acc", "ens_nll"), "Ind 2B")],
+    "averaging": [
+        ("SGD 1B", lambda f, k: _metric(f, f"sgd-{k}", "sgd_test_acc", "sgd_test_nll"), None),
+        ("SWA 1B", lambda f, k: _metric(f, f"swa-1B-{k}", "swa_test_acc", "swa_test_nll"), "SGD 1B"),
+        ("SWA 1.5B", lambda f, k: _metric(f, f"swa-1.5B-{k}", "swa_test_acc", "swa_test_nll"), "SGD 1B")],
+    "subspaces": [
+        ("SGD, the line's schedule", lambda f, k: _metric(f, f"standard-{k}", "test_acc", "test_nll"), None),
+        ("line, midpoint", lambda f, k: _metric(f, f"line-{k}", "midpoint_acc", "midpoint_nll"),
+         "SGD, the line's schedule"),
+        ("Ind of 2 SGD (logits)", lambda f, k: _metric(f, f"ind-line-{k}", "ens_acc", "ens_nll"), None),
+        ("line, its endpoints' ensemble", lambda f, k: _metric(f, f"line-{k}", "endpoint_ensemble_acc",
+                                                               "endpoint_ensemble_nll"), "Ind of 2 SGD (logits)"),
+        ("Ind of 2 SGD (probabilities)", lambda f, k: _metric(f, f"espro-{k}", "start_ensemble_acc",
+                                                              "start_ensemble_nll"), None),
+        ("ESPRO, 2 simplexes", lambda f, k: _metric(f, f"espro-{k}", "ensemble_acc", "ensemble_nll"),
+         "Ind of 2 SGD (probabilities)")],
+}
+FASHION_METRICS = {"curves": ("test_err", "train_loss")}  # the others: test_err, test_nll
+FASHION_TITLES = {
+    "curves": "the worst point along each path (Garipov et al. 2018, Table 1)",
+    "ensembles": "Ind, SSE and FGE at 1 and 2 budgets (Garipov et al. 2018, Table 2)",
+    "averaging": "SWA against SGD (Izmailov et al. 2018, Table 1)",
+    "subspaces": "a learned line and ESPRO (Wortsman et al. 2021; Benton et al. 2021)",
+}
+
+
+def _stats(values: list) -> dict:
+    found = [v for v in values if v is not None]
+    return {"values": values, "n": len(found), "mean": statistics.fmean(found) if found else None,
+            "std": statistics.stdev(found) if len(found) > 1 else None}
+
+
+def fashion_seeds(folder: str) -> list[int]:
+    names = os.listdir(folder) if os.path.isdir(folder) else []
+    return sorted({int(m.group(2)) for m in map(SEED_RUN.match, names) if m})
+
+
+def fashion_record(out_dir: str) -> dict:
+    """Every figure of the Fashion-MNIST tables, seed by seed, with its mean and standard deviation; each
+    effect (a row minus the row it is against) the same of the per-seed differences, with the paper's."""
+    folder = os.path.join(out_dir, FASHION)
+    seeds, published = fashion_seeds(folder), paper_effects()
+    record = {"dataset": "FashionMNIST", "model": "MLP", "seeds": seeds, "paper_sources": PAPER_SOURCES, "tables": {}}
+    for table, rows in FASHION_ROWS.items():
+        per_seed = {name: [metrics(folder, k) for k in seeds] for name, metrics, _ in rows}
+        out = []
+        for name, _, against in rows:
+            keys = FASHION_METRICS.get(table, ("test_err", "test_nll"))
+            row = {"name": name, "against": against,
+                   "metrics": {m: _stats([s[m] for s in per_seed[name]]) for m in keys}, "effects": {}}
+            if against:
+                for m in keys:
+                    pairs_ = zip(per_seed[name], per_seed[against])
+                    effect = _stats([None if a[m] is None or b[m] is None else a[m] - b[m] for a, b in pairs_])
+                    effect["paper"] = published.get((name.split(",")[0], m), {})
+                    row["effects"][m] = effect
+            out.append(row)
+        record["tables"][table] = out
+    return record
+
+
+def _cell(stats: dict | None, digits: int = 2, signed: bool = False, seeds: int = 0) -> str:
+    if not stats or stats["mean"] is None:
+        return MISSING
+    text = f"{stats['mean']:{'+' if signed else ''}.{digits}f}"
+    if stats["std"] is not None:
+        text += f" ± {stats['std']:.{digits}f}"
+    return text + (f" (n={stats['n']})" if stats["n"] < seeds else "")
+
+
+def _paper(effect: dict | None, dataset: str, digits: int = 2) -> str:
+    value = (effect or {}).get("paper", {}).get(dataset)
+    return MISSING if value is None else f"{value:+.{digits}f}"
+
+
+def fashion_tables(record: dict) -> list[tuple[str, str]]:
+    n, sections = len(record["seeds"]), []
+    for table, rows in record["tables"].items():
+        body = []
+        for row in rows:
+            m, e = row["metrics"], row["effects"]
+            if table == "curves":
+                body.append([row["name"], _cell(m.get("test_err"), seeds=n), _cell(m.get("train_loss"), 3, seeds=n),
+                             _cell(e.get("test_err"), signed=True, seeds=n), _cell(e.get("train_loss"), 3, True, n)]
+                            + [f"{_paper(e.get('test_err'), d)} / {_paper(e.get('train_loss'), d)}"
+                               if row["against"] else "" for d in DATASETS])
+            else:
+                paper = ([_paper(e.get("test_err"), d) if row["against"] else "" for d in DATASETS]
+                         if table != "subspaces" else [UNCONFIRMED if row["against"] else ""])
+                body.append([row["name"], _cell(m.get("test_err"), seeds=n), _cell(m.get("test_nll"), 3, seeds=n),
+                             (f"{_cell(e.get('test_err'), signed=True, seeds=n)} (vs {row['against']})"
+                              if row["against"] else "")] + paper)
+        if table == "curves":
+            header = ["path", "max test err %", "max train loss", "- endpoints: err", "- endpoints: loss",
+                      "paper CIFAR-10: err / loss", "paper CIFAR-100: err / loss"]
+        else:
+            header = ["method", "test err %", "test NLL", "effect on test err"] + (
+                ["paper CIFAR-10", "paper CIFAR-100"] if table != "subspaces" else ["paper"])
+        title = f"Fashion-MNIST {table}, MLP, {n} seed{'s' * (n != 1)}: {FASHION_TITLES[table]}"
+        sections.append((title, tabulate(body, header, tablefmt="github", disable_numparse=True)))
+    sections[-1] = (sections[-1][0], sections[-1][1] + "\n\n" + PAPER_SOURCES)
+    return sections
+
+
 def report(out_dir: str, table: str) -> str:
     """The markdown document: one section per table (and dataset)."""
     sections = []
@@ -245,6 +448,8 @@ def report(out_dir: str, table: str) -> str:
         for dataset in reversed(DATASETS):
             sections.append((f"Simplexes, {dataset}: ESPRO against Ind and FGE at equal components, test accuracy % "
                              "(Benton et al. 2021)", simplexes_table(out_dir, dataset)))
+    if table == "fashion" or (table == "all" and os.path.isdir(os.path.join(out_dir, FASHION))):
+        sections += fashion_tables(fashion_record(out_dir))
     return "\n\n".join(f"## {title}\n\n{text}" for title, text in sections) + "\n"
 
 
@@ -252,18 +457,26 @@ def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     parser.add_argument("out_dir", metavar="OUT_DIR", help="the table scripts' output folder")
-    parser.add_argument("--table", choices=("curves", "fge", "swa", "subspaces", "simplexes", "all"), default="all",
-                        help="which table")
+    parser.add_argument("--table", choices=("curves", "fge", "swa", "subspaces", "simplexes", "fashion", "all"),
+                        default="all", help="which table (all: fashion too where its runs are)")
     parser.add_argument("--out", metavar="FILE.md", help="also write the tables to this file")
+    parser.add_argument("--json", metavar="FILE.json", help="with --table fashion: also write its figures, seed by "
+                        "seed, with their means, standard deviations and the published effects, to this file")
     parser.error = fail  # a mistake is one error: line and exit status 2, as in the other scripts
     args = parser.parse_args(argv)
     if not os.path.isdir(args.out_dir):
         fail(f"{args.out_dir} is not a folder (the table scripts' OUT_DIR)")
+    if args.json and args.table != "fashion":
+        fail("--json goes with --table fashion")
     text = report(args.out_dir, args.table)
     print(text, end="")
     if args.out:
         with open(args.out, "w") as f:
             f.write(text)
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(fashion_record(args.out_dir), f, indent=2)
+            f.write("\n")
 
 
 if __name__ == "__main__":

@@ -21,6 +21,41 @@ def test_forward_backward(name):
     assert all(g is not None and torch.isfinite(g).all() for g in grads)
 
 
+@pytest.mark.parametrize("name", sorted(models.MODELS))
+def test_every_model_builds_for_fashion_mnist(name):
+    """28x28 images of one channel (Fashion-MNIST, MNIST): a forward and a backward pass."""
+    torch.manual_seed(0)
+    model = models.build_model(name, num_classes=10, in_channels=1, image_size=28)
+    batch = 2 if name in BIG else 4
+    out = model(torch.randn(batch, 1, 28, 28))
+    assert out.shape == (batch, 10) and torch.isfinite(out).all()
+    out.logsumexp(1).mean().backward()
+    assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in model.parameters())
+
+
+def test_vgg_on_28x28_pools_as_if_its_odd_maps_were_zero_padded():
+    """VGG's rounded-up pooling (ceil_mode, only for sides that are not multiples of 32): the 7x7 map
+    pooled as an 8x8 one padded with a zero row and column (its values, after a ReLU, are >= 0)."""
+    model = models.build_model("VGG16", 10, 1, 28)
+    pools = [m for m in model.features if isinstance(m, torch.nn.MaxPool2d)]
+    assert len(pools) == 5 and all(p.ceil_mode for p in pools)
+    assert not any(m.ceil_mode for m in models.build_model("VGG16", 10).features
+                   if isinstance(m, torch.nn.MaxPool2d))  # CIFAR's: the original's floor pooling
+    x = torch.rand(3, 8, 7, 7)
+    padded = torch.nn.functional.pad(x, (0, 1, 0, 1))
+    assert torch.equal(pools[2](x), torch.nn.functional.max_pool2d(padded, 2, 2))
+    shapes, h = [], torch.randn(1, 1, 28, 28)
+    for layer in model.features:
+        h = layer(h)
+        if isinstance(layer, torch.nn.MaxPool2d):
+            shapes.append(h.shape[-1])
+    assert shapes == [14, 7, 4, 2, 1] and model.classifier[1].in_features == 512
+    # the same parameters as on CIFAR but the first convolution's input channels: checkpoints alike
+    cifar = models.build_model("VGG16", 10).state_dict()
+    assert {k: v.shape for k, v in model.state_dict().items() if k != "features.0.weight"} == \
+        {k: v.shape for k, v in cifar.items() if k != "features.0.weight"}
+
+
 @pytest.mark.parametrize("name", ["ConvFC", "MLP", "PreResNet20", "ResNet20", "ResNet56"])
 def test_small_models_take_digits_shape(name):
     model = models.build_model(name, num_classes=10, in_channels=1, image_size=8)
@@ -75,7 +110,7 @@ def test_cifar_resnet_shortcut_is_subsampling_and_zero_channels():
 def test_registry_errors():
     with pytest.raises(KeyError, match="choose from"):
         models.build_model("ResNet9000", 10)
-    with pytest.raises(ValueError, match="32x32"):
+    with pytest.raises(ValueError, match="larger than 16x16"):
         models.build_model("VGG16", 10, in_channels=1, image_size=8)
 
 

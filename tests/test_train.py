@@ -69,7 +69,7 @@ def test_bad_input(tmp_path):
     assert "cannot read" in assert_user_error(
         run_script("train.py", f"--dir={tmp_path / 'run'}", *DIGITS, f"--resume={junk}", check=False))
     assert not (tmp_path / "run").exists()  # nothing written for a run that never started
-    assert "32x32" in assert_user_error(
+    assert "16x16" in assert_user_error(
         run_script("train.py", f"--dir={tmp_path}", "--dataset=DIGITS", "--model=VGG16", check=False))
 
 
