@@ -12,7 +12,9 @@
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-read -ra PY <<<"${PYTHON:-python}"  # an array: PYTHON="python -u" works too
+# the interpreter: $PYTHON, else the repository's .venv (make's), else python; an array: PYTHON="python -u" works
+if [[ -z ${PYTHON:-} && -x $ROOT/.venv/bin/python ]]; then PYTHON=.venv/bin/python; fi
+read -ra PY <<<"${PYTHON:-python}"
 
 OPTIONS="\
 Where the runs go (default: here, one after the other):

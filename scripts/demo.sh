@@ -19,8 +19,6 @@
 #   usage: make demo      (or: bash scripts/demo.sh [OUT_DIR] [--dry-run] [--quick] [--gpus LIST | --slurm ...])
 # --dry-run prints the commands without running them; --quick makes every run a few epochs long
 # (for the tests); --gpus and --slurm run the demo as a small table, as the *_table.sh scripts do.
-# the interpreter: $PYTHON (make demo passes its venv's), else the repository's .venv, else python
-if [[ -z ${PYTHON:-} && -x "$(dirname "${BASH_SOURCE[0]}")/../.venv/bin/python" ]]; then PYTHON=.venv/bin/python; fi
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 
 QUICK=0 args=()
