@@ -1,5 +1,8 @@
 """Datasets as in-memory uint8 tensors, and a batch loader that augments on the device.
 
+One module, though long: the four readers (CIFAR's batches, the idx files, DIGITS, the split and the
+label noise) share the one tensor layout the loader takes, and the scripts import only this file.
+
 A dataset is loaded once into ``(N, C, H, W)`` uint8 images and ``(N,)`` int64
 labels. ``Loader`` draws each epoch's order, crop offsets and flips with a few
 tensor calls and cuts the epoch's crops out of the padded images with one

@@ -105,3 +105,19 @@ else
     step "${PY[@]}" scripts/demo_report.py "$OUT" $( ((HERE)) && echo "--seconds=$((SECONDS - STARTED))")
 fi
 finish
+
+# The next step, on real images, where Fashion-MNIST is installed (the folders data.py reads it from)
+fashion_installed() {
+    local folder
+    for folder in /usr/share/datasets/fashion-mnist "$ROOT/data" "$ROOT/data/FashionMNIST/raw"; do
+        compgen -G "$folder/train-images-idx3-ubyte*" >/dev/null && return 0
+    done
+    return 1
+}
+if ((!DRY_RUN)) && fashion_installed; then
+    echo "# Fashion-MNIST is installed: the papers' tables in miniature on real images (3 seeds, about an
+#   hour on 2 cores, --seeds 1 in under 40 minutes; --gpus or --slurm spread it), then their tables:
+#     bash scripts/fashion_tables.sh runs/study
+#     python scripts/collect.py runs/study --table fashion
+#   docs/fashion.md shows what they gave on this project's machine."
+fi

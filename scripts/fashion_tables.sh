@@ -44,6 +44,9 @@
 #                           scratch (the schedule depends on swa_start, not on the total), at half the cost
 #   line-k, ind-line-k      train_subspace.py --shape line; eval_ensemble.py --combine logits of pair k's
 #                           standard networks (learning-subspaces' rule: the argmax of the summed logits)
+#   swag-k, swag-diag-k     swag.py from swa-1B-k's swag.pt: SWAG and SWAG-Diagonal
+#   rays-k, hessian-{sgd,swa-1B,fge}-k   rays.py and hessian.py at sgd-k's and swa-1B-k's solutions and
+#                           at fge-k's last snapshot
 #   espro-k                 simplex.py from pair k's standard networks: ESPRO of 2 simplexes, and their
 #                           starting networks' Ind by probabilities (its start_ensemble_acc)
 #
@@ -63,6 +66,10 @@
 #   SWA: swa_start 0.8 B + 1, swa_lr 0.2 x lr_init: VGG16's command (161 of 200 epochs, 0.01 of 0.05).
 #   line: the endpoints' lr and wd, warm-up B x 5/160 epochs (at least 1) then cosine, beta 1,
 #     learning-subspaces' ratios; its SGD the same schedule.
+#   SWAG: the SWA run's phase, K = min(20, its B/5 collected epochs), 30 draws at scale 0.5 (the paper's).
+#   rays: 10 directions (the SWA paper's), out to 40 in weight space (about twice the trained MLP's norm;
+#     wd's L2 term alone caps the train-loss width near sqrt(2 x 0.1 / 5e-4) = 20: nll_width is reported too).
+#   Hessian: the first 5,000 training images (PyHessian's example takes 200; an MLP affords more).
 #   ESPRO: 4 vertices, max(1, B/30) epochs a vertex (loss-surface-simplexes' 10 of 300), 5 points a step
 #     and 5 test points; simplex.py's mean of the points at 5 x the original's rate (0.2 x the networks'),
 #     a fifth of its wd and lambda 1e-6 / 5 (as scripts/simplexes_table.sh).
@@ -89,8 +96,8 @@ DATA=$(absolute "${DATA:-$ROOT/data}")
 say "cd $(quote "$ROOT")"
 cd "$ROOT"
 
-B=40 LR=0.01 WD=5e-4 POINTS=21
-START=$((B * 4 / 5)) FGE_EPOCHS=$((B / 5)) CYCLE=2 SWA_START=$((B * 4 / 5 + 1))
+B=40 LR=0.01 WD=5e-4 POINTS=21 SWAG_RANK=$((B / 5 < 20 ? B / 5 : 20)) RAY_LENGTH=40 HESSIAN_IMAGES=5000
+START=$((B * 4 / 5)) FGE_EPOCHS=$((B / 5)) CYCLE=2 LAST_SNAPSHOT=$((B - CYCLE / 2)) SWA_START=$((B * 4 / 5 + 1))
 WARMUP=$(((B * 5 + 80) / 160)) WARMUP=$((WARMUP > 0 ? WARMUP : 1))
 VERTEX_EPOCHS=$((B / 30 > 0 ? B / 30 : 1))
 read -r CURVE_LR FGE_LR SWA_LR SIMPLEX_WD <<<"$(awk "BEGIN { printf \"%g %g %g %g\", $LR * 0.3, $LR * 0.2, $LR * 0.2, $WD / 5 }")"
@@ -134,10 +141,23 @@ for k in $(seq "$SEEDS"); do
             --cycle=$((B / 5)) --lr_1="$LR" --wd="$WD" --seed="$k"
     done
     # averaging (SWA Table 1)
-    swa=("${data[@]}" --model=MLP --lr_init="$LR" --wd="$WD" --seed="$k")
+    swa=("${data[@]}" --model=MLP --lr_init="$LR" --wd="$WD" --ece_bins=20 --seed="$k")  # the SWAG code's bins
     run swa.py "$dir/sgd-$k" "${swa[@]}" --epochs=$B
-    run swa.py "$dir/swa-1B-$k" "${swa[@]}" --epochs=$B --swa --swa_start=$SWA_START --swa_lr="$SWA_LR" --save_freq=$B
+    run swa.py "$dir/swa-1B-$k" "${swa[@]}" --epochs=$B --swa --swa_start=$SWA_START --swa_lr="$SWA_LR" --save_freq=$B \
+        --swag --max_num_models=$SWAG_RANK
     run swa.py "$dir/swa-1.5B-$k" "${data[@]}" --resume="$dir/swa-1B-$k/checkpoint-$B.pt" --epochs=$((B * 3 / 2))
+    # SWAG (Maddox et al. 2019, Table/Figure of calibration): the SWA phase of swa-1B-k, its 30 draws at scale 0.5
+    run swag.py "$dir/swag-$k" "${data[@]}" --ckpt="$dir/swa-1B-$k/swag.pt" --seed="$k"
+    run swag.py "$dir/swag-diag-$k" "${data[@]}" --ckpt="$dir/swa-1B-$k/swag.pt" --no_cov_mat --seed="$k"
+    # the landscape: width along random rays (Izmailov et al. 2018, Figure 5) and the Hessian's top
+    # eigenvalue and trace (PyHessian) at SGD's solution, at SWA's and at FGE's last snapshot
+    ats=(--ckpt="$dir/sgd-$k/checkpoint-$B.pt" --ckpt="$dir/swa-1B-$k/swa.pt" --ckpt="$dir/fge-$k/fge-$LAST_SNAPSHOT.pt")
+    run rays.py "$dir/rays-$k" "${data[@]}" "${ats[@]}" \
+        --num_directions=10 --max_distance=$RAY_LENGTH --num_points=$POINTS --wd="$WD" --train_eval=plain --seed="$k"
+    for at in "${ats[@]}"; do
+        name=$(basename "$(dirname "${at#--ckpt=}")")  # sgd-k, swa-1B-k, fge-k
+        run hessian.py "$dir/hessian-${name%-"$k"}-$k" "${data[@]}" "$at" --num_images=$HESSIAN_IMAGES --trace --seed="$k"
+    done
     # subspaces
     run train_subspace.py "$dir/line-$k" "${data[@]}" --model=MLP --shape=line --epochs=$B "${sgd[@]}" \
         --warmup_epochs=$WARMUP --beta=1 --num_points=3 --save_freq=$B --seed="$k"

@@ -19,6 +19,7 @@ from test_scripts import PATH_FLAGS, TARGETS, Command, collect, tables, written_
 from test_submit import assert_one_error_line, bash, executable, sbatch_lines, waits
 
 MLP = "fashion/FashionMNIST/MLP"
+SCRIPTS = set(TARGETS) | {"swag.py", "rays.py", "hessian.py"}  # the CIFAR tables' and SWAG's and the landscape's
 B = 40  # the budget's epochs
 
 
@@ -35,11 +36,11 @@ def by_dir(commands) -> dict[str, Command]:
     return {os.path.basename(c.get("dir")): c for c in commands}
 
 
-@pytest.mark.parametrize("seeds,networks,count", [(1, 2, 21), (2, 3, 39), (3, 3, 54)])
+@pytest.mark.parametrize("seeds,networks,count", [(1, 2, 27), (2, 3, 51), (3, 3, 72)])
 def test_dry_run_prints_every_run_once_and_writes_nothing(tmp_path, seeds, networks, count):
     commands = dry_run(str(tmp_path / "out"), f"--seeds={seeds}")
     assert len(commands) == count and not (tmp_path / "out").exists()
-    assert {c.script for c in commands} <= set(TARGETS)
+    assert {c.script for c in commands} <= SCRIPTS
     dirs = [c.get("dir") for c in commands]
     assert len(set(dirs)) == len(dirs) and all(d.startswith(f"{tmp_path}/out/{MLP}/") for d in dirs)
     assert all(c.get("data_path") == "/data" and c.get("use_test") and c.get("dataset") == "FashionMNIST"
@@ -54,7 +55,7 @@ def test_dry_run_prints_every_run_once_and_writes_nothing(tmp_path, seeds, netwo
         assert [p.split("/")[-2] for p in runs[f"ind-line-{k}"].options["ckpt"]] == [f"standard-{k}", f"standard-{j}"]
         assert [p.split("/")[-2] for p in runs[f"espro-{k}"].options["ckpt"]] == [f"standard-{k}", f"standard-{j}"]
         assert {p.split("/")[-2] for p in runs[f"fge-2B-{k}"].options["ckpt"]} == {f"fge-{k}", f"fge-{j}"}
-    assert bash("fashion_tables.sh", tmp_path / "out", "--dry-run").stdout.count("\npython ") == 54  # 3 seeds
+    assert bash("fashion_tables.sh", tmp_path / "out", "--dry-run").stdout.count("\npython ") == 72  # 3 seeds
 
 
 def test_the_settings_follow_the_papers_ratios():
@@ -89,6 +90,17 @@ def test_the_settings_follow_the_papers_ratios():
     assert (espro.get("num_vertices"), espro.get("epochs_per_vertex"), espro.get("lr"), espro.get("volume_reg"),
             espro.get("num_samples")) == ("4", "1", "0.01", "2e-7", "5")
     assert float(espro.get("wd")) == 1e-4
+    # SWAG: collected along swa-1B's SWA phase (epochs 33-40: K = 8), ECEs of the SWAG code's 20 bins
+    assert (swa.get("swag"), swa.get("max_num_models"), swa.get("ece_bins"), sgd.get("ece_bins")) == (True, "8", "20", "20")
+    assert runs["swag-1"].get("ckpt").endswith("/swa-1B-1/swag.pt") and runs["swag-1"].get("no_cov_mat") is None
+    assert runs["swag-diag-1"].get("no_cov_mat") and runs["swag-diag-1"].get("ckpt") == runs["swag-1"].get("ckpt")
+    # the landscape at SGD's and SWA's solutions and FGE's last snapshot: rays and the Hessian of each
+    points = ["sgd-1/checkpoint-40.pt", "swa-1B-1/swa.pt", "fge-1/fge-39.pt"]
+    rays = runs["rays-1"]
+    assert ["/".join(p.split("/")[-2:]) for p in rays.options["ckpt"]] == points
+    assert (rays.get("num_directions"), rays.get("max_distance"), rays.get("wd")) == ("10", "40", "5e-4")
+    for name, point in zip(("hessian-sgd-1", "hessian-swa-1B-1", "hessian-fge-1"), points):
+        assert runs[name].get("ckpt").endswith("/" + point) and runs[name].get("trace")
 
 
 def test_printed_flags_parse_with_the_scripts_own_parsers(capsys):
@@ -115,8 +127,10 @@ def test_every_checkpoint_read_is_written_by_an_earlier_command():
             for path in command.options.get(name, []):
                 assert path in written, f"{path} is read before any command writes it: {command.line}"
         written |= written_checkpoints(command, save_freq)
-        if command.script == "swa.py" and command.get("save_freq"):  # swa.py keeps every save_freq-th and the last
+        if command.script == "swa.py":  # swa.py keeps every save_freq-th and the last, swa.pt and swag.pt
             written.add(f"{command.get('dir')}/checkpoint-{command.get('epochs')}.pt")
+            written |= {f"{command.get('dir')}/swa.pt"} if command.get("swa") else set()
+            written |= {f"{command.get('dir')}/swag.pt"} if command.get("swag") else set()
 
 
 def test_gpus_and_slurm_dry_runs_follow_the_runs_dependencies(tmp_path):
@@ -130,14 +144,14 @@ def test_gpus_and_slurm_dry_runs_follow_the_runs_dependencies(tmp_path):
     assert gpus.returncode == 0, gpus.stderr
     targets = dict(re.findall(r"^(run-\d+):(.*)$", gpus.stdout, re.M))
     numbers = {shlex.split(c)[2][len("--dir="):]: f"run-{i}" for i, c in enumerate(commands, 1)}
-    assert len(targets) == len(commands) == 54
+    assert len(targets) == len(commands) == 72
     for i, (key, deps) in enumerate(after.items(), 1):
         assert set(targets[f"run-{i}"].split()) == {numbers[d] for d in deps}, key
     slurm = bash("fashion_tables.sh", out, "--data_path=/data", "--slurm", "--dry-run", "--partition", "cpu",
                  "--gpus_per_job", "0")
     assert slurm.returncode == 0, slurm.stderr
     jobs, number = sbatch_lines(slurm.stdout), {}
-    assert sorted(jobs) == list(range(1, 55)) and not out.exists()
+    assert sorted(jobs) == list(range(1, 73)) and not out.exists()
     for n, (key, deps) in zip(sorted(jobs), after.items()):
         words = jobs[n]
         batch = words.index(os.path.join(ROOT, "scripts", "slurm_job.sh"))
@@ -160,8 +174,8 @@ def test_started_again_it_skips_the_finished_runs(tmp_path):
         [c.flags for c in dry_run(str(out), "--seeds=1")]
     assert set((tmp_path / "threads").read_text().split()) == {"1"}  # one thread a run, unless told otherwise
     second = bash("fashion_tables.sh", out, "--seeds=1", "--data_path=/data", env={"PYTHON": fake})
-    assert second.returncode == 0 and second.stdout.count("# done, skipped") == 21
-    assert len(log.read_text().splitlines()) == 21
+    assert second.returncode == 0 and second.stdout.count("# done, skipped") == 27
+    assert len(log.read_text().splitlines()) == 27
 
 
 @pytest.mark.parametrize("args", [(), ("/out", "/more"), ("/out", "--seeds=0"), ("/out", "--seeds", "two"),
@@ -192,7 +206,15 @@ def pretend(command: Command) -> dict:
     if command.script == "swa.py":
         swa = {"sgd": None, "swa-1B": 88.9, "swa-1.5B": 89.2}[kind]
         return {"sgd_test_acc": 88.0 + k / 10, "sgd_test_nll": 0.35, "swa_test_acc": None if swa is None else swa + k / 10,
-                "swa_test_nll": 0.3}
+                "swa_test_nll": 0.3, "sgd_test_ece": 0.05 + k / 100, "swa_test_ece": None if swa is None else 0.03}
+    if command.script == "swag.py":
+        return {"swag_acc": 89.5 + k / 10, "swag_nll": {"swag": 0.27, "swag-diag": 0.28}[kind] + k / 100,
+                "swag_ece": 0.01 * k, "swa_acc": 89.0, "swa_nll": 0.3, "swa_ece": 0.03}
+    if command.script == "rays.py":  # sgd, swa, fge; SWA's NLL width beyond the rays (null)
+        return {"width": [10.0 + k, 12.0 + k, 11.0], "nll_width": [20.0, None, 25.0]}
+    if command.script == "hessian.py":
+        return {"eigenvalues": [{"sgd": 30.0, "swa-1B": 20.0, "fge": 25.0}[kind[len("hessian-"):]] + k],
+                "trace": 500.0 - k}
     if command.script == "simplex.py":
         return {"ensemble_acc": 90.0 + k, "ensemble_nll": 0.28, "start_ensemble_acc": 89.0 + k, "start_ensemble_nll": 0.3}
     if command.script == "train_subspace.py":
@@ -219,7 +241,8 @@ def test_collect_fashion_tabulates_means_and_effects_and_writes_json(tmp_path):
     result = collect(out, "--table", "fashion", "--json", tmp_path / "fashion.json", "--out", tmp_path / "f.md")
     assert result.returncode == 0, result.stderr
     found = tables(result.stdout)
-    assert set(found) == {f"Fashion-MNIST {t}, MLP, 3 seeds" for t in ("curves", "ensembles", "averaging", "subspaces")}
+    assert set(found) == {f"Fashion-MNIST {t}, MLP, 3 seeds" for t in ("curves", "ensembles", "averaging", "subspaces",
+                                                                        "calibration", "landscape")}
     assert "## Fashion-MNIST curves, MLP, 3 seeds: the worst point along each path (Garipov et al. 2018, Table 1)" \
         in result.stdout
     curves = found["Fashion-MNIST curves, MLP, 3 seeds"]
@@ -239,6 +262,16 @@ def test_collect_fashion_tabulates_means_and_effects_and_writes_json(tmp_path):
     assert subspaces[1][3] == "-0.50 ± 0.00 (vs SGD, the line's schedule)" and subspaces[1][4] == "unconfirmed"
     assert subspaces[5][:4] == ["ESPRO, 2 simplexes", "8.00 ± 1.00", "0.280 ± 0.000",
                                 "-1.00 ± 0.00 (vs Ind of 2 SGD (probabilities))"]
+    calibration = found["Fashion-MNIST calibration, MLP, 3 seeds"]
+    # SGD's ECE 0.05 + k/100; SWAG's NLL 0.27 + k/100 against SGD's 0.35, its ECE 0.01 k
+    assert calibration[0][:4] == ["SGD", "11.80 ± 0.10", "0.350 ± 0.000", "0.0700 ± 0.0100"]
+    assert calibration[3] == ["SWAG", "10.30 ± 0.10", "0.290 ± 0.010", "0.0200 ± 0.0100", "-0.060 ± 0.010 (vs SGD)",
+                              "-0.0500 ± 0.0000 (vs SGD)", "NLL, ECE lower"]
+    landscape = found["Fashion-MNIST landscape, MLP, 3 seeds"]
+    assert landscape[0][:5] == ["SGD", "12.00 ± 1.00", "20.00 ± 0.00", "32.000 ± 1.000", "498.0 ± 1.0"]
+    assert landscape[1][1:3] == ["14.00 ± 1.00", "—"] and landscape[1][5:] == ["+2.00 ± 0.00 (vs SGD)",
+                                                                              "-10.000 ± 0.000 (vs SGD)", "wider"]
+    assert landscape[2][5] == "-1.00 ± 1.00 (vs SGD)" and landscape[2][7] == "—"
     assert (tmp_path / "f.md").read_text() == result.stdout
 
     record = json.loads((tmp_path / "fashion.json").read_text())
