@@ -118,6 +118,9 @@ TITLES = {
 # The published direction of an effect where the paper gives it in figures only (no number to copy):
 # SWAG's NLL and ECE below SGD's and SWA's (Maddox et al. 2019, Table 1 and Figure 3 on CIFAR); SWA's
 # solution wider than SGD's along random rays (Izmailov et al. 2018, Figure 5).
+# The 2021 papers' claims in figures (no number to copy): a line's midpoint below standard training's test
+# error (Wortsman et al. 2021, Figure 4), ESPRO's ensemble below Ind's of as many networks (Benton et al. 2021).
+SUBSPACE_CLAIMS = ("line, midpoint", "ESPRO, 2 simplexes")
 PUBLISHED_SIGN = {("calibration", "SWA"): "NLL lower", ("calibration", "SWAG-Diagonal"): "NLL, ECE lower",
                   ("calibration", "SWAG"): "NLL, ECE lower", ("landscape", "SWA"): "wider"}
 

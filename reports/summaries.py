@@ -6,7 +6,11 @@ import json
 import os
 import statistics
 
-from runtime.errors import UserError
+
+class RunFolderError(Exception):
+    """A run's summary that the tables cannot read (a broken file, a run of another script): the
+    user's mistake, one error line. Not runtime's UserError: printing a table should not cost
+    torch's import, which the runtime package makes."""
 
 MISSING = "—"
 # A published number that we could not confirm from a text available to us (both 2021 papers show
@@ -23,7 +27,7 @@ def read_summary(folder: str, run: str) -> dict | None:
         with open(path) as f:
             return json.load(f)
     except (OSError, ValueError) as exc:
-        raise UserError(f"cannot read {path}: {exc}") from None
+        raise RunFolderError(f"cannot read {path}: {exc}") from None
 
 
 def require(summary: dict | None, folder: str, run: str, *keys: str) -> None:
@@ -31,7 +35,7 @@ def require(summary: dict | None, folder: str, run: str, *keys: str) -> None:
     for key in keys:
         if summary is not None and key not in summary:
             path = os.path.join(folder, run, "summary.json")
-            raise UserError(f"{path} has no {key!r} (a run of another script in this folder?)")
+            raise RunFolderError(f"{path} has no {key!r} (a run of another script in this folder?)")
 
 
 def field(folder: str, run: str, key: str, optional: bool = False):

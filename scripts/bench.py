@@ -62,13 +62,15 @@ SIZES = {
     # neighbours move single timings by more: more rounds for paired_ratio's median
     # fashion_train, fashion_test: the Fashion-MNIST epoch's training and test images (the whole set: 60000, 10000)
     "full": dict(pipeline=50000, train=5120, point_train=5120, point_test=2048, vgg_batch=128,
-                 repeats=3, vgg_repeats=11, matmul=4096, matching_model="VGG16", matching_repeats=3,
+                 repeats=3, vgg_repeats=11, vgg_model="VGG16", matmul=4096, matching_model="VGG16", matching_repeats=3,
                  fashion_train=60000, fashion_test=10000),
     "quick": dict(pipeline=10240, train=2560, point_train=2560, point_test=1024, vgg_batch=128,
-                  repeats=3, vgg_repeats=11, matmul=2048, matching_model="VGG16", matching_repeats=1,
+                  repeats=3, vgg_repeats=11, vgg_model="VGG16", matmul=2048, matching_model="VGG16", matching_repeats=1,
                   fashion_train=10240, fashion_test=2048),
-    # a smoke run for the tests: every figure is written, none means anything
+    # a smoke run for the tests: every figure is written, none means anything (the vgg16_ figures
+    # are ConvFC's there: five VGG16s for the simplex's step alone would take most of the run)
     "tiny": dict(pipeline=256, train=128, point_train=128, point_test=64, vgg_batch=4, repeats=1, vgg_repeats=1,
+                 vgg_model="ConvFC",
                  matmul=64, matching_model="MLP", matching_repeats=1, fashion_train=256, fashion_test=128),
 }
 GOALS = {"pipeline_speedup": 20, "train_speedup_convfc": 3, "amp_speedup_vgg16": 1.3,
@@ -247,14 +249,14 @@ def bench_train_convfc(root, ours: data.Dataset, images: int, device, repeats: i
     return figures
 
 
-def bench_vgg16(batch: int, device, repeats: int, overhead_repeats: int, peak_fp32: float) -> dict:
+def bench_vgg16(batch: int, device, repeats: int, overhead_repeats: int, peak_fp32: float, name: str = "VGG16") -> dict:
     """One VGG16 training step: fp32, --channels_last, --amp --channels_last, and on a curve, at a point
     of a learned line (train_subspace.py's step) and at SPRO_SAMPLES points of a simplex (simplex.py's).
     Two races: the precisions (``repeats`` rounds), and the steps whose overheads are goals against
     the plain --amp --channels_last step (``overhead_repeats`` rounds, for paired_ratio's median)."""
     x = torch.randn(batch, 3, 32, 32, device=device)
     y = torch.randint(0, 10, (batch,), device=device)
-    steps = {name: _vgg16_step(x, y, device, amp, channels_last, kind) for name, amp, channels_last, kind in (
+    steps = {step: _vgg16_step(x, y, device, amp, channels_last, kind, name) for step, amp, channels_last, kind in (
         ("fp32", False, False, None), ("fp32_channels_last", False, True, None), ("amp_channels_last", True, True, None),
         ("curve_fp32", False, False, "curve"), ("curve_amp_channels_last", True, True, "curve"),
         ("line_amp_channels_last", True, True, "line"), ("simplex_amp_channels_last", True, True, "simplex"))}
@@ -287,9 +289,9 @@ def bench_vgg16(batch: int, device, repeats: int, overhead_repeats: int, peak_fp
     return figures
 
 
-def _vgg16_step(x, y, device, amp, channels_last, kind):
+def _vgg16_step(x, y, device, amp, channels_last, kind, name="VGG16"):
     torch.manual_seed(0)
-    model = models.build_model("VGG16", 10).to(device)
+    model = models.build_model(name, 10).to(device)
     if channels_last:
         model.to(memory_format=torch.channels_last)
         x = x.contiguous(memory_format=torch.channels_last)
@@ -302,7 +304,7 @@ def _vgg16_step(x, y, device, amp, channels_last, kind):
         regularizer = model.regularizer(beta=1.0)
     elif kind == "simplex":  # 4 frozen vertices and a free one, the volume term (simplex.py's step)
         model = SubspaceModel(model, "simplex", 4, fixed=range(4), seed=0)
-        model.init_random(lambda: models.build_model("VGG16", 10))
+        model.init_random(lambda: models.build_model(name, 10))
         model.add_vertex()
         model.to(device)
         regularizer, samples = model.regularizer(lam=1e-8), SPRO_SAMPLES
@@ -694,7 +696,7 @@ def main(argv=None) -> None:
                  ("train_convfc", lambda: bench_train_convfc(root, ours, size["train"], device, repeats,
                                                              args.compile)),
                  ("vgg16", lambda: bench_vgg16(size["vgg_batch"], device, repeats, size["vgg_repeats"],
-                                                       figures["matmul_gflops_fp32"])),
+                                                       figures["matmul_gflops_fp32"], size["vgg_model"])),
                  ("eval_curve", lambda: bench_eval_curve(root, ours, size["point_train"], size["point_test"],
                                                          device, repeats)),
                  ("data_parallel", lambda: bench_data_parallel(root, size["train"], repeats)),

@@ -23,8 +23,7 @@ import sys
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from reports import alignment, cifar_tables, fashion  # noqa: E402
-from runtime.errors import UserError, WriteError  # noqa: E402
-from runtime.files import write_atomic  # noqa: E402
+from reports.summaries import RunFolderError  # noqa: E402
 
 CIFAR_TABLES = ("curves", "fge", "swa", "subspaces", "simplexes")
 RECORDS = {"fashion": fashion, "alignment": alignment}  # the tables with a JSON record
@@ -64,9 +63,12 @@ def main(argv=None) -> None:
     try:
         text = report(args.out_dir, args.table)
         found = RECORDS[args.table].record(args.out_dir) if args.json else None
-    except UserError as exc:
+    except RunFolderError as exc:
         fail(str(exc))
     print(text, end="")
+    if args.out or args.json:
+        from runtime.errors import WriteError  # torch's import, only to write files
+        from runtime.files import write_atomic
     for path, content in ((args.out, text), (args.json, found and json.dumps(found, indent=2) + "\n")):
         if path:
             try:

@@ -114,7 +114,7 @@ fashion_installed() {
     done
     return 1
 }
-if ((!DRY_RUN)) && fashion_installed; then
+if ((HERE)) && fashion_installed; then  # made here (not a dry run, a status board or a submission)
     echo "# Fashion-MNIST is installed: the papers' tables in miniature on real images (3 seeds, about an
 #   hour on 2 cores, --seeds 1 in under 40 minutes; --gpus or --slurm spread it), then their tables:
 #     bash scripts/fashion_tables.sh runs/study

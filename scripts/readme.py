@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import re
 import shutil
 import sys
 
@@ -24,10 +23,10 @@ from tabulate import tabulate
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 from reports import demo as demo_report  # noqa: E402
+from reports.pages import update  # noqa: E402
 
 RECORD = os.path.join(ROOT, "docs", "demo.json")
 README = os.path.join(ROOT, "README.md")
-BLOCK = re.compile(r"(<!-- generated: (\S+) -->\n)(.*?)(<!-- end: \2 -->)", re.S)
 
 
 def render(record: dict) -> dict[str, str]:
@@ -47,7 +46,7 @@ def render(record: dict) -> dict[str, str]:
             f"curve whose middle bend was trained for 10 epochs it never exceeds {f['curve_max_test_err']:.2f}%.*"),
         "demo-table": (
             tabulate(rows, ["path (ConvFC on DIGITS)", "test error %", "test NLL"], tablefmt="github",
-                     colalign=("left", "right", "right"))
+                     colalign=("left", "right", "right"), disable_numparse=True)  # "30.00", not "30"
             + f"\n\nThe segment's barrier (its worst error minus the worse endpoint's, {worse:.2f}%) is "
             f"{f['segment_barrier']:.1f} points; once the second network's hidden units are permuted to match "
             f"the first's (weight matching, the distance between them {f['aligned_distance'][0]:.1f} before and "
@@ -56,7 +55,8 @@ def render(record: dict) -> dict[str, str]:
             tabulate([[name, f"{err:.2f}", f"{nll:.3f}", f"{ece:.3f}"] for name, err, nll, ece in
                       demo_report.noisy_table(record)],
                      [f"method (ResNet20 on DIGITS, {demo_report.noise_label(record)})", "test error %",
-                      "test NLL", "test ECE"], tablefmt="github", colalign=("left", "right", "right", "right"))
+                      "test NLL", "test ECE"], tablefmt="github", colalign=("left", "right", "right", "right"),
+                     disable_numparse=True)
             + f"\n\n{noisy_findings(f)} Measured on an {m['cpu']} ({m['cores']} cores, {m['threads']} torch "
             f"threads), torch {m['torch']}, Python {m['python']}, on {m['date']}.{took} DIGITS' test set has 360 "
             f"images, so one image is 0.28 points. Floating point rounds differently on another CPU, and "
@@ -88,11 +88,6 @@ def noisy_findings(f: dict) -> str:
             f"length, where one network under the line's schedule is {gain('noisy_one')}; Ind (two runs) is "
             f"{gain('noisy_ind')}, ESPRO {gain('noisy_espro')} (one simplex alone, SPRO: "
             f"{f['spro_test_err']:.2f}%), SWA {gain('noisy_swa')} and FGE {gain('noisy_fge')}.")
-
-
-def update(text: str, blocks: dict[str, str]) -> str:
-    """``text`` with each generated part replaced by its block (a part without a block is kept)."""
-    return BLOCK.sub(lambda m: m.group(1) + blocks.get(m.group(2), m.group(3)) + m.group(4), text)
 
 
 def draw(record: dict, folder: str) -> None:

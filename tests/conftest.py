@@ -57,6 +57,20 @@ def run_script(script: str, *args: str, check: bool = True, env: dict | None = N
     return result
 
 
+def run_here(script: str, *args) -> str:
+    """``python <script> <args>`` in this process (torch imported once, not once a run); what it printed."""
+    import contextlib
+    import importlib
+    import io
+
+    import cli
+
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(io.StringIO()):
+        cli.run(importlib.import_module(script[:-3]).main, [str(a) for a in args])
+    return out.getvalue()
+
+
 def assert_user_error(result: subprocess.CompletedProcess, status: int = 2) -> str:
     """The contract for a user's mistake: exit 2, one ``error:`` line on stderr, no traceback."""
     assert result.returncode == status, (result.returncode, result.stderr)

@@ -16,7 +16,7 @@ import sys
 import pytest
 import torch
 
-from conftest import ROOT, random_checkpoint, run_script
+from conftest import ROOT, random_checkpoint, run_here
 
 DIGITS = ["--dataset=DIGITS", "--use_test", "--batch_size=32", "--lr=0.05"]
 
@@ -48,7 +48,7 @@ def summary(folder) -> dict:
 
 def test_two_processes_train_as_one(tmp_path):
     common = ["train.py", *DIGITS, "--model=MLP", "--epochs=2", "--save_freq=1"]
-    run_script(*common, f"--dir={tmp_path / 'one'}")
+    run_here(*common, f"--dir={tmp_path / 'one'}")
     result = torchrun(*common, f"--dir={tmp_path / 'two'}")
     assert_close_weights(tmp_path / "one" / "checkpoint-2.pt", tmp_path / "two" / "checkpoint-2.pt")
     one, two = summary(tmp_path / "one"), summary(tmp_path / "two")
@@ -57,8 +57,8 @@ def test_two_processes_train_as_one(tmp_path):
     assert sorted(os.listdir(tmp_path / "one")) == sorted(os.listdir(tmp_path / "two"))
     assert result.stdout.count("tr_loss") == 1
     # the checkpoint of two processes continues in one
-    run_script("train.py", f"--resume={tmp_path / 'two'}", "--epochs=3")
-    run_script("train.py", f"--resume={tmp_path / 'one'}", "--epochs=3")
+    run_here("train.py", f"--resume={tmp_path / 'two'}", "--epochs=3")
+    run_here("train.py", f"--resume={tmp_path / 'one'}", "--epochs=3")
     assert_close_weights(tmp_path / "one" / "checkpoint-3.pt", tmp_path / "two" / "checkpoint-3.pt", atol=1e-5)
 
 
@@ -67,7 +67,7 @@ def test_a_curves_t_is_the_same_on_both_processes(tmp_path):
     ends = [random_checkpoint(tmp_path / f"{seed}.pt", "MLP", seed) for seed in (1, 2)]
     common = ["train_curve.py", *DIGITS, "--curve=Bezier", f"--init_start={ends[0]}", f"--init_end={ends[1]}",
               "--fix_start", "--fix_end", "--epochs=2"]
-    run_script(*common, f"--dir={tmp_path / 'one'}")
+    run_here(*common, f"--dir={tmp_path / 'one'}")
     torchrun(*common, f"--dir={tmp_path / 'two'}")
     assert_close_weights(tmp_path / "one" / "checkpoint-2.pt", tmp_path / "two" / "checkpoint-2.pt")
 
@@ -78,7 +78,7 @@ def test_batchnorm_updates_and_evaluations_combine_both_processes(tmp_path):
     ends = [random_checkpoint(tmp_path / f"{seed}.pt", "PreResNet20", seed) for seed in (1, 2)]
     common = ["eval_curve.py", "--use_test", f"--init_start={ends[0]}", f"--init_end={ends[1]}", "--num_points=2",
               "--batch_size=128"]
-    run_script(*common, f"--dir={tmp_path / 'one'}")
+    run_here(*common, f"--dir={tmp_path / 'one'}")
     torchrun(*common, f"--dir={tmp_path / 'two'}")
     rows = {}
     for name in ("one", "two"):
@@ -113,8 +113,8 @@ def test_a_batch_size_that_does_not_divide_is_one_error_and_status_2_on_every_pr
 def test_float16_autocast_with_a_gradient_scaler_on_cpu(tmp_path):
     """The V100/T4 path (float16 and torch.amp.GradScaler), on this CPU: it trains as float32 does."""
     common = ["train.py", "--dataset=DIGITS", "--use_test", "--model=MLP", "--epochs=1", "--lr=0.05"]
-    run_script(*common, f"--dir={tmp_path / 'fp32'}")
-    run_script(*common, "--amp", "--amp_dtype=float16", f"--dir={tmp_path / 'fp16'}")
+    run_here(*common, f"--dir={tmp_path / 'fp32'}")
+    run_here(*common, "--amp", "--amp_dtype=float16", f"--dir={tmp_path / 'fp16'}")
     ckpt = torch.load(tmp_path / "fp16" / "checkpoint-1.pt", weights_only=True)
     assert ckpt["args"]["amp_dtype"] == "float16"
     assert ckpt["scaler_state"]["_growth_tracker"] == 45  # every one of the 45 steps taken, none skipped

@@ -310,3 +310,40 @@ def test_collect_fashion_missing_runs_and_mistakes(tmp_path):
 
 if __name__ == "__main__":
     sys.exit(pytest.main([__file__]))
+
+
+# --------------------------------------------------------------------------- the verdicts of docs/fashion.md
+
+def effect(values, paper=None, sign=None) -> dict:
+    found = {"values": values, "n": len(values), "mean": statistics.fmean(values),
+             "std": statistics.stdev(values) if len(values) > 1 else None, "paper": paper or {}}
+    return {**found, **({"paper_sign": sign} if sign else {})}
+
+
+def test_verdicts_judge_sign_and_spread_against_the_papers():
+    from reports import study
+
+    def row(name, against, **effects):
+        return {"name": name, "against": against, "metrics": {}, "effects": effects}
+
+    found = {"seeds": [1, 2, 3], "tables": {
+        "ensembles": [row("FGE 1B", "Ind 1B", test_err=effect([-0.5, -0.7, -0.6], {"CIFAR100": -2.1})),  # 6 std
+                      row("FGE 2B", "Ind 2B", test_err=effect([-0.1, 0.2, -0.3], {"CIFAR100": -1.3}))],  # noise
+        "averaging": [row("SWA 1B", "SGD 1B", test_err=effect([0.5, 0.6, 0.7], {"CIFAR10": -0.34}))],  # opposite
+        "curves": [row("Bezier", "Endpoints", train_loss=effect([0.01, -0.01, 0.0], {"CIFAR10": 0.0}),  # nil, nil
+                       test_err=effect([1.0, 1.0, 1.0], {"CIFAR10": 0.81}))],  # std 0: separated
+        "calibration": [row("SWAG", "SGD", test_ece=effect([0.01, 0.02, 0.03], sign="NLL, ECE lower"))],
+        "subspaces": [row("line, midpoint", "SGD, the line's schedule", test_err=effect([-1.0, -2.0, -3.0])),
+                      row("line, its endpoints' ensemble", "Ind", test_err=effect([-1.0, -1.1, -0.9]))],  # no claim
+    }}
+    rows = {(r[0], r[1]): r for r in study.verdicts(found)}
+    assert rows[("FGE 1B − Ind 1B", "test err")][2:] == ["-0.60 ± 0.10", "6.0", "CIFAR100: -2.10", "reproduced"]
+    assert rows[("FGE 2B − Ind 2B", "test err")][3:] == ["0.3", "CIFAR100: -1.30", "same sign, within noise"]
+    assert rows[("SWA 1B − SGD 1B", "test err")][-1] == "did not reproduce: opposite sign"
+    assert rows[("Bezier − Endpoints", "train loss")][-1] == "reproduced: no change"
+    assert rows[("Bezier − Endpoints", "test err")][3:] == ["∞", "CIFAR10: +0.81", "reproduced"]
+    assert rows[("SWAG − SGD", "test ece")][4:] == ["lower (in figures)", "did not reproduce: opposite sign"]
+    assert rows[("line, midpoint − SGD, the line's schedule", "test err")][-1] == "reproduced"  # 2.0 std
+    assert len(rows) == 7  # the endpoints' ensemble: no published direction, no verdict
+    headline = study.headline({"fashion": found})
+    assert "4 of 7 published effects reproduced" in headline and "SWA 1B − SGD 1B (test err) +0.60 ± 0.10" in headline

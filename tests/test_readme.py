@@ -41,8 +41,21 @@ def test_the_readme_figures_are_docs_demo_json():
     with open(os.path.join(ROOT, "docs", "demo.json")) as f:
         record = json.load(f)
     blocks = readme.render(record)
-    assert set(blocks) == set(re.findall(r"<!-- generated: (\S+) -->", TEXT))
+    assert set(blocks) == {name for name in re.findall(r"<!-- generated: (\S+) -->", TEXT)
+                           if not name.startswith("fashion-")}  # those are the study's (below)
     assert readme.update(TEXT, blocks) == TEXT, "README.md disagrees with docs/demo.json: run `make readme`"
+
+
+def test_the_study_page_and_the_readme_headline_are_docs_fashion_json():
+    from reports import pages, study
+
+    with open(os.path.join(ROOT, "docs", "fashion.json")) as f:
+        blocks = study.blocks(json.load(f))
+    page = open(os.path.join(ROOT, "docs", "fashion.md")).read()
+    assert set(pages.parts(page)) | {"fashion-headline"} == set(blocks)
+    assert set(pages.parts(TEXT)) & set(blocks) == {"fashion-headline"}
+    for text, name in ((page, "docs/fashion.md"), (TEXT, "README.md")):
+        assert pages.update(text, blocks) == text, f"{name} disagrees with docs/fashion.json: run scripts/study_docs.py"
 
 
 # the tour's lengths, shortened: epochs, the checkpoint FGE starts from, points, grid

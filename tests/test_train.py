@@ -6,7 +6,7 @@ import shutil
 
 import torch
 
-from conftest import assert_user_error, run_script, write_cifar
+from conftest import assert_user_error, run_script, user_error, write_cifar
 
 DIGITS = ["--dataset=DIGITS", "--model=MLP", "--use_test", "--lr=0.05"]
 
@@ -52,30 +52,33 @@ def test_the_original_readme_endpoint_command(tmp_path):
     assert json.loads((out / "summary.json").read_text())["epoch"] == 1
 
 
-def test_bad_input(tmp_path):
+def test_bad_input(tmp_path, capsys, monkeypatch):
+    # one through a real process (the exit status as a shell sees it), the others in this process
     assert "invalid choice" in assert_user_error(
         run_script("train.py", f"--dir={tmp_path}", "--dataset=DIGITS", "--model=ResNet9000", check=False))
+    import train
+
     # no network: the download fails at once through an unreachable proxy
-    offline = {"http_proxy": "http://127.0.0.1:9", "https_proxy": "http://127.0.0.1:9",
-               "HTTP_PROXY": "http://127.0.0.1:9", "HTTPS_PROXY": "http://127.0.0.1:9"}
-    line = assert_user_error(run_script("train.py", f"--dir={tmp_path}", "--dataset=CIFAR10", "--model=MLP",
-                                        f"--data_path={tmp_path / 'nowhere'}", check=False, env=offline))
+    for name in ("http_proxy", "https_proxy", "HTTP_PROXY", "HTTPS_PROXY"):
+        monkeypatch.setenv(name, "http://127.0.0.1:9")
+    line = user_error(capsys, train.main, f"--dir={tmp_path}", "--dataset=CIFAR10", "--model=MLP",
+                      f"--data_path={tmp_path / 'nowhere'}")
     assert "nowhere" in line
     assert not (tmp_path / "nowhere").exists()  # no empty data/cifar10 folder left behind
-    assert "does not exist" in assert_user_error(
-        run_script("train.py", f"--dir={tmp_path}", *DIGITS, f"--resume={tmp_path / 'missing.pt'}", check=False))
+    assert "does not exist" in user_error(capsys, train.main, f"--dir={tmp_path}", *DIGITS,
+                                          f"--resume={tmp_path / 'missing.pt'}")
     junk = tmp_path / "junk.pt"
     junk.write_text("garbage")
-    assert "cannot read" in assert_user_error(
-        run_script("train.py", f"--dir={tmp_path / 'run'}", *DIGITS, f"--resume={junk}", check=False))
+    assert "cannot read" in user_error(capsys, train.main, f"--dir={tmp_path / 'run'}", *DIGITS, f"--resume={junk}")
     assert not (tmp_path / "run").exists()  # nothing written for a run that never started
-    assert "16x16" in assert_user_error(
-        run_script("train.py", f"--dir={tmp_path}", "--dataset=DIGITS", "--model=VGG16", check=False))
+    assert "16x16" in user_error(capsys, train.main, f"--dir={tmp_path}", "--dataset=DIGITS", "--model=VGG16")
 
 
-def test_bad_input_leaves_an_existing_run_intact(tmp_path):
-    run_script("train.py", f"--dir={tmp_path}", *DIGITS, "--epochs=1")
+def test_bad_input_leaves_an_existing_run_intact(tmp_path, capsys):
+    import cli
+    import train
+
+    cli.run(train.main, [f"--dir={tmp_path}", *DIGITS, "--epochs=1"])
     before = {name: (tmp_path / name).read_bytes() for name in os.listdir(tmp_path)}
-    assert_user_error(run_script("train.py", f"--dir={tmp_path}", *DIGITS, "--epochs=1",
-                                 f"--resume={tmp_path / 'missing.pt'}", check=False))
+    user_error(capsys, train.main, f"--dir={tmp_path}", *DIGITS, "--epochs=1", f"--resume={tmp_path / 'missing.pt'}")
     assert {name: (tmp_path / name).read_bytes() for name in os.listdir(tmp_path)} == before
