@@ -65,9 +65,13 @@ def run_here(script: str, *args) -> str:
 
     import cli
 
-    out = io.StringIO()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(io.StringIO()):
-        cli.run(importlib.import_module(script[:-3]).main, [str(a) for a in args])
+    argv, out = [str(a) for a in args], io.StringIO()
+    saved, sys.argv = sys.argv, [script, *argv]  # what the run records in command.sh, as from a shell
+    try:
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(io.StringIO()):
+            cli.run(importlib.import_module(script[:-3]).main, argv)
+    finally:
+        sys.argv = saved
     return out.getvalue()
 
 

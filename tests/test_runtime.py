@@ -16,7 +16,7 @@ import time
 import pytest
 import torch
 
-from conftest import ROOT, assert_user_error, run_script
+from conftest import ROOT, assert_user_error, run_here, run_script
 
 DIGITS = ["--dataset=DIGITS", "--use_test"]
 TRAIN = ["train.py", *DIGITS, "--model=MLP", "--epochs=4", "--lr=0.05", "--save_freq=2"]
@@ -48,7 +48,7 @@ def files(folder) -> dict[str, float]:
 @pytest.fixture(scope="module")
 def finished_run(tmp_path_factory):
     folder = tmp_path_factory.mktemp("runs") / "train"
-    run_script(*TRAIN, f"--dir={folder}")
+    run_here(*TRAIN, f"--dir={folder}")
     return folder
 
 
@@ -70,7 +70,7 @@ def test_another_command_in_the_same_folder_is_an_error_naming_the_flags(finishe
 def test_restart_starts_over(finished_run, tmp_path):
     folder = tmp_path / "copy"
     shutil.copytree(finished_run, folder)
-    run_script(*TRAIN[:-2], "--epochs=1", f"--dir={folder}", "--restart")
+    run_here(*TRAIN[:-2], "--epochs=1", f"--dir={folder}", "--restart")
     assert sorted(os.listdir(folder)) == ["args.json", "checkpoint-0.pt", "checkpoint-1.pt", "command.sh",
                                           "metrics.csv", "summary.json"]
     assert json.loads((folder / "summary.json").read_text())["epoch"] == 1
@@ -81,13 +81,13 @@ def test_resume_takes_the_checkpoints_settings_and_extends_only_when_asked(finis
     shutil.copytree(finished_run, folder)
     before = files(folder)
     # --resume alone: DIGITS, its split and 4 epochs come from the checkpoint; the run is finished
-    result = run_script("train.py", f"--resume={folder / 'checkpoint-4.pt'}")
-    assert "finished" in result.stdout and files(folder) == before
+    result = run_here("train.py", f"--resume={folder / 'checkpoint-4.pt'}")
+    assert "finished" in result and files(folder) == before
     # an earlier checkpoint of a run that went on means the run's latest: it does not go back
-    result = run_script("train.py", f"--resume={folder / 'checkpoint-2.pt'}")
-    assert "finished" in result.stdout and files(folder) == before
+    result = run_here("train.py", f"--resume={folder / 'checkpoint-2.pt'}")
+    assert "finished" in result and files(folder) == before
     # more epochs extend it, in its folder; args.json stays, the command is appended
-    run_script("train.py", f"--resume={folder}", "--epochs=5")
+    run_here("train.py", f"--resume={folder}", "--epochs=5")
     assert json.loads((folder / "summary.json").read_text())["epoch"] == 5
     assert (folder / "checkpoint-5.pt").is_file()
     assert json.loads((folder / "args.json").read_text())["epochs"] == 4
@@ -100,11 +100,11 @@ def test_resume_takes_the_checkpoints_settings_and_extends_only_when_asked(finis
 def test_resume_of_a_finished_curve_does_not_train_on(finished_run, tmp_path):
     curve = tmp_path / "curve"
     ckpt = finished_run / "checkpoint-4.pt"
-    run_script("train.py", *DIGITS, "--model=MLP", "--curve=PolyChain", f"--init_start={ckpt}",
+    run_here("train.py", *DIGITS, "--model=MLP", "--curve=PolyChain", f"--init_start={ckpt}",
                f"--init_end={ckpt}", "--fix_start", "--fix_end", "--epochs=1", f"--dir={curve}")
     before = files(curve)
-    result = run_script("train.py", f"--resume={curve / 'checkpoint-1.pt'}")
-    assert "finished" in result.stdout and files(curve) == before
+    result = run_here("train.py", f"--resume={curve / 'checkpoint-1.pt'}")
+    assert "finished" in result and files(curve) == before
 
 
 def test_dir_naming_a_file_is_an_error(tmp_path):
@@ -115,7 +115,7 @@ def test_dir_naming_a_file_is_an_error(tmp_path):
 
 
 def test_ckpt_takes_a_run_folder(finished_run, tmp_path):
-    run_script("eval_ensemble.py", f"--ckpt={finished_run}", f"--dir={tmp_path / 'ens'}")
+    run_here("eval_ensemble.py", f"--ckpt={finished_run}", f"--dir={tmp_path / 'ens'}")
     row = (tmp_path / "ens" / "metrics.csv").read_text().splitlines()[1]
     assert str(finished_run / "checkpoint-4.pt") in row
 
@@ -201,7 +201,7 @@ def uninterrupted(commands, tmp_path_factory):
     out = {}
     for name, (command, final) in commands.items():
         folder = tmp_path_factory.mktemp("whole") / name
-        run_script(*command, f"--dir={folder}")
+        run_here(*command, f"--dir={folder}")
         out[name] = folder / final
     return out
 
@@ -216,7 +216,7 @@ def test_sigterm_stops_after_the_step_and_the_same_command_continues(name, comma
     assert run.wait(timeout=60) == 75, run.stderr.read()
     assert "start the same command again" in run.stderr.read()
     assert (folder / "last.pt").is_file()
-    run_script(*command, f"--dir={folder}")
+    run_here(*command, f"--dir={folder}")
     assert_same_weights(folder / final, uninterrupted[name])
     assert json.loads((folder / "summary.json").read_text()) == \
         json.loads((uninterrupted[name].parent / "summary.json").read_text())
@@ -231,7 +231,7 @@ def test_sigkill_at_a_random_moment_and_the_same_command_again(name, commands, u
     time.sleep(delay)
     run.kill()
     run.wait()
-    run_script(*command, f"--dir={folder}")
+    run_here(*command, f"--dir={folder}")
     assert_same_weights(folder / final, uninterrupted[name])
 
 
