@@ -67,7 +67,7 @@
 #   line: the endpoints' lr and wd, warm-up B x 5/160 epochs (at least 1) then cosine, beta 1,
 #     learning-subspaces' ratios; its SGD the same schedule.
 #   SWAG: the SWA run's phase, K = min(20, its B/5 collected epochs), 30 draws at scale 0.5 (the paper's).
-#   rays: 10 directions (the SWA paper's), out to 40 in weight space (about twice the trained MLP's norm;
+#   rays: 10 directions (the SWA paper's), 11 points each (every 4), out to 40 in weight space (about twice the trained MLP's norm;
 #     wd's L2 term alone caps the train-loss width near sqrt(2 x 0.1 / 5e-4) = 20: nll_width is reported too).
 #   Hessian: the first 5,000 training images (PyHessian's example takes 200; an MLP affords more).
 #   ESPRO: 4 vertices, max(1, B/30) epochs a vertex (loss-surface-simplexes' 10 of 300), 5 points a step
@@ -96,7 +96,7 @@ DATA=$(absolute "${DATA:-$ROOT/data}")
 say "cd $(quote "$ROOT")"
 cd "$ROOT"
 
-B=40 LR=0.01 WD=5e-4 POINTS=21 SWAG_RANK=$((B / 5 < 20 ? B / 5 : 20)) RAY_LENGTH=40 HESSIAN_IMAGES=5000
+B=40 LR=0.01 WD=5e-4 POINTS=21 SWAG_RANK=$((B / 5 < 20 ? B / 5 : 20)) RAY_LENGTH=40 RAY_POINTS=11 HESSIAN_IMAGES=5000
 START=$((B * 4 / 5)) FGE_EPOCHS=$((B / 5)) CYCLE=2 LAST_SNAPSHOT=$((B - CYCLE / 2)) SWA_START=$((B * 4 / 5 + 1))
 WARMUP=$(((B * 5 + 80) / 160)) WARMUP=$((WARMUP > 0 ? WARMUP : 1))
 VERTEX_EPOCHS=$((B / 30 > 0 ? B / 30 : 1))
@@ -153,7 +153,7 @@ for k in $(seq "$SEEDS"); do
     # eigenvalue and trace (PyHessian) at SGD's solution, at SWA's and at FGE's last snapshot
     ats=(--ckpt="$dir/sgd-$k/checkpoint-$B.pt" --ckpt="$dir/swa-1B-$k/swa.pt" --ckpt="$dir/fge-$k/fge-$LAST_SNAPSHOT.pt")
     run rays.py "$dir/rays-$k" "${data[@]}" "${ats[@]}" \
-        --num_directions=10 --max_distance=$RAY_LENGTH --num_points=$POINTS --wd="$WD" --train_eval=plain --seed="$k"
+        --num_directions=10 --max_distance=$RAY_LENGTH --num_points=$RAY_POINTS --wd="$WD" --train_eval=plain --seed="$k"
     for at in "${ats[@]}"; do
         name=$(basename "$(dirname "${at#--ckpt=}")")  # sgd-k, swa-1B-k, fge-k
         run hessian.py "$dir/hessian-${name%-"$k"}-$k" "${data[@]}" "$at" --num_images=$HESSIAN_IMAGES --trace --seed="$k"
