@@ -232,7 +232,8 @@ def test_slurm_without_a_controller_is_one_error_line(slurm, tmp_path):
     exit 2, nothing submitted; the same for --status --slurm (without --slurm, the board from the logs)."""
     conf = tmp_path / "slurm.conf"
     text = open(slurm.conf).read()
-    conf.write_text(re.sub(r"^SlurmctldPort=\d+$", f"SlurmctldPort={slurm_cluster._free_port()}", text, flags=re.M))
+    text = re.sub(r"^SlurmctldPort=\d+$", f"SlurmctldPort={slurm_cluster._free_port()}", text, flags=re.M)
+    conf.write_text(text + "MessageTimeout=1\nTCPTimeout=1\n")  # the client gives up sooner: the same error
     env = {**slurm.env, "SLURM_CONF": str(conf)}
     lines = f"cd {ROOT}\n{standin(tmp_path / 'run', 3)}\n"
     for options in (["--slurm", "--gpus_per_job=0"], ["--status", "--slurm"]):
