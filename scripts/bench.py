@@ -637,16 +637,32 @@ def _model_and_sgd(name: str, device, channels_last: bool = False, reference: bo
 
 # --------------------------------------------------------------------------- main
 
+# the CPU features oneDNN's kernels choose by: AVX2, AVX-512, its bfloat16 dot products, AMX's tiles
+ISA_FLAGS = ("avx2", "avx512f", "avx512_bf16", "amx_bf16", "amx_tile")
+
+
+def cpu_info() -> dict:
+    """The CPU's model and which of ISA_FLAGS it has (/proc/cpuinfo's flags, as a VM exposes them),
+    and the vector ISA torch's own CPU kernels dispatch to."""
+    model, flags = None, set()
+    if os.path.exists("/proc/cpuinfo"):
+        with open("/proc/cpuinfo") as f:  # the first processor's lines: all of a machine's are alike
+            for line in f:
+                key, _, value = (part.strip() for part in line.partition(":"))
+                if key == "model name" and model is None:
+                    model = value
+                elif key == "flags" and not flags:
+                    flags = set(value.split())
+    model = model or platform.processor() or platform.machine()
+    return {"cpu_model": model, "cpu_isa": [f for f in ISA_FLAGS if f in flags],
+            "torch_cpu_capability": torch.backends.cpu.get_cpu_capability()}
+
+
 def machine(device: torch.device) -> dict:
-    if device.type == "cuda":
-        name = torch.cuda.get_device_name(device)
-    else:
-        name = platform.processor() or platform.machine()
-        if os.path.exists("/proc/cpuinfo"):
-            with open("/proc/cpuinfo") as f:
-                name = next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), name)
+    cpu = cpu_info()
+    name = torch.cuda.get_device_name(device) if device.type == "cuda" else cpu["cpu_model"]
     return {"device": name, "device_type": device.type, "threads": torch.get_num_threads(),
-            "cpu_count": os.cpu_count(), "torch": torch.__version__, "python": platform.python_version()}
+            "cpu_count": os.cpu_count(), "torch": torch.__version__, "python": platform.python_version(), **cpu}
 
 
 def busy_cpu_seconds() -> float | None:
@@ -724,6 +740,9 @@ def main(argv=None) -> None:
     with open(args.out, "w") as f:
         json.dump(figures, f, indent=2)
         f.write("\n")
+    isa = " ".join(figures["cpu_isa"]) or "none of " + " ".join(ISA_FLAGS)
+    print(f"on {figures['device']}; CPU {figures['cpu_model']}: {isa}; torch's CPU kernels: "
+          f"{figures['torch_cpu_capability']}")
     for key, goal in figures["goals"].items():
         print(f"{key:>24}  {goal['value']:8.2f}  goal {'<=' if _at_most(key) else '>='} "
               f"{goal['goal']:<5} {'met' if goal['met'] else 'MISSED'}")

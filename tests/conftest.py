@@ -20,6 +20,8 @@ if os.environ.get("PYTEST_XDIST_WORKER") and int(os.environ.get("PYTEST_XDIST_WO
 def pytest_configure(config):
     config.addinivalue_line("markers", "slurm: starts SLURM's daemons (tests/slurm_cluster.py); skipped, with "
                             "the reason, where they cannot be started")
+    config.addinivalue_line("markers", "gpu: needs CUDA (tests/test_gpu.py; scripts/gpu_check.sh runs them); skipped, "
+                            "with the reason, where torch sees no GPU")
 
 
 # Sizes of the tiny CIFAR files: 5 training batches of TRAIN_PER_BATCH images.
