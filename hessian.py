@@ -65,8 +65,8 @@ def build_parser() -> cli.ArgumentParser:
 def load(args) -> dict:
     """The checkpoint, and the flags it settles; every mistake a UserError before anything is written."""
     if args.amp:
-        raise UserError("--amp: the Hessian is computed in float32 (bfloat16's three digits are coarser than "
-                        "the estimators' tolerance)")
+        raise UserError("--amp: the Hessian is computed in float32 (a half precision's three or four "
+                        "significant digits are coarser than the estimators' tolerance)")
     if args.compile:
         raise UserError("--compile does not apply to hessian.py (torch.func's products run eagerly)")
     args.ckpt = runtime.resolve_checkpoint_path(args.ckpt)
