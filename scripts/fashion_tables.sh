@@ -22,8 +22,10 @@
 # ~1,500 epoch-equivalents of the study into the budget. Git Re-Basin shows its (Fashion-)MNIST results on
 # an MLP too. fp32: an MLP gains nothing from bfloat16 on a CPU.
 #
-# Time on that machine, one run after another: --seeds 1 took 27 min (1,400 s of one core), 3 seeds take
-# about 60 min (3 x 218 s for the networks, 3 x 966 s for each seed's runs). Each run computes on one
+# Time on that machine, one run after another, before SWAG, the rays and the Hessian were added: --seeds 1
+# took 27 min (1,400 s of one core), 3 seeds about 60 min. With them (72 runs), --gpus 0,0 took about
+# 54 min for 3 seeds on 2026-12-01 (its runs' span less a pause; the cores shared with other work at
+# times), where the rays of one seed take about 3 min and SWAG's and the Hessian's under 1. Each run computes on one
 # thread (OMP_NUM_THREADS=1 unless set): the MLP's small products gain little from a second thread, and a
 # second thread that shares its core with any other program makes every step wait for it (measured 20x
 # slower). On a CPU of 2 cores, --gpus 0,0 runs two single-threaded runs at once (scripts/with_gpu.sh).
