@@ -13,7 +13,7 @@ import statistics
 import pytest
 
 from conftest import ROOT
-from test_scripts import PATH_FLAGS, Command, collect, tables, written_checkpoints
+from test_scripts import Command, assert_every_read_is_written_before, collect, tables
 from test_submit import assert_one_error_line, bash, waits
 
 B = 40
@@ -85,16 +85,7 @@ def test_printed_flags_parse_with_the_scripts_own_parsers(capsys):
 
 
 def test_every_checkpoint_read_is_written_by_an_earlier_command_and_waited_for():
-    import train
-
-    save_freq, written = train.build_parser().get_default("save_freq"), set()
-    for command in dry_run():
-        for name in PATH_FLAGS:
-            for path in command.options.get(name, []):
-                assert path in written, f"{path} is read before any command writes it: {command.line}"
-        written |= written_checkpoints(command, save_freq)
-        if command.script == "align.py":
-            written.add(f"{command.get('dir')}/aligned.pt")
+    assert_every_read_is_written_before(dry_run())
     after = waits([c.line for c in dry_run()])
     folder = "/out/alignment/FashionMNIST/MLP3x512"
     assert after[f"{folder}/segment-repair-2"] == {f"{folder}/endpoint-2", f"{folder}/aligned-weights-2"}

@@ -15,7 +15,7 @@ import sys
 import pytest
 
 from conftest import ROOT
-from test_scripts import PATH_FLAGS, TARGETS, Command, collect, tables, written_checkpoints
+from test_scripts import TARGETS, Command, assert_every_read_is_written_before, collect, tables
 from test_submit import assert_one_error_line, bash, executable, sbatch_lines, waits
 
 MLP = "fashion/FashionMNIST/MLP"
@@ -119,18 +119,7 @@ def test_printed_flags_parse_with_the_scripts_own_parsers(capsys):
 
 
 def test_every_checkpoint_read_is_written_by_an_earlier_command():
-    import train
-
-    save_freq, written = train.build_parser().get_default("save_freq"), set()
-    for command in dry_run():
-        for name in PATH_FLAGS:
-            for path in command.options.get(name, []):
-                assert path in written, f"{path} is read before any command writes it: {command.line}"
-        written |= written_checkpoints(command, save_freq)
-        if command.script == "swa.py":  # swa.py keeps every save_freq-th and the last, swa.pt and swag.pt
-            written.add(f"{command.get('dir')}/checkpoint-{command.get('epochs')}.pt")
-            written |= {f"{command.get('dir')}/swa.pt"} if command.get("swa") else set()
-            written |= {f"{command.get('dir')}/swag.pt"} if command.get("swag") else set()
+    assert_every_read_is_written_before(dry_run())
 
 
 def test_gpus_and_slurm_dry_runs_follow_the_runs_dependencies(tmp_path):

@@ -141,6 +141,11 @@ def written_checkpoints(command: Command, train_save_freq: int) -> set[str]:
     if command.script == "train.py":
         freq = int(command.get("save_freq") or train_save_freq)
         return {f"{folder}/checkpoint-{e}.pt" for e in [*range(freq, epochs + 1, freq), epochs]}
+    if command.script == "swa.py":  # every save_freq-th epoch and the last; swa.pt, swag.pt
+        return ({f"{folder}/checkpoint-{epochs}.pt"} | ({f"{folder}/swa.pt"} if command.get("swa") else set())
+                | ({f"{folder}/swag.pt"} if command.get("swag") else set()))
+    if command.script == "align.py":
+        return {f"{folder}/aligned.pt"}
     if command.script == "fge.py" and command.get("ckpt"):
         import ensembles
         start = int(re.search(r"checkpoint-(\d+)\.pt$", command.get("ckpt")).group(1))
@@ -153,10 +158,15 @@ def written_checkpoints(command: Command, train_save_freq: int) -> set[str]:
 def test_every_checkpoint_read_is_written_by_an_earlier_command(script):
     if script == "fge_table.sh":
         pytest.importorskip("ensembles")
+    assert_every_read_is_written_before(dry_run(script))
+
+
+def assert_every_read_is_written_before(commands) -> None:
+    """Each checkpoint a command reads is one that an earlier command of the list writes."""
     import train
-    save_freq = train.build_parser().get_default("save_freq")
-    written: set[str] = set()
-    for command in dry_run(script):
+
+    save_freq, written = train.build_parser().get_default("save_freq"), set()
+    for command in commands:
         for name in PATH_FLAGS:
             for path in command.options.get(name, []):
                 assert path in written, f"{path} is read before any command writes it: {command.line}"
