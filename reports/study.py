@@ -33,6 +33,15 @@ def _cpu() -> str:
     return platform.processor() or platform.machine()
 
 
+def _isa() -> list[str]:
+    """The vector extensions that decide a CPU's speed here (bfloat16 is emulated without the last three)."""
+    flags = set()
+    if os.path.exists("/proc/cpuinfo"):
+        with open("/proc/cpuinfo") as f:
+            flags = next((set(line.split(":", 1)[1].split()) for line in f if line.startswith("flags")), set())
+    return [x for x in ("avx2", "avx512f", "avx512_bf16", "amx_bf16") if x in flags]
+
+
 def _span_minutes(folder: str) -> float | None:
     """Minutes from the first run's start (its command.sh) to the last run's end (its summary.json)."""
     starts = [os.path.getmtime(p) for p in glob.glob(os.path.join(folder, "*", "command.sh"))]
@@ -44,7 +53,7 @@ def record(out_dir: str, wall_minutes: float | None = None) -> dict:
     import datetime
 
     return {"fashion": fashion.record(out_dir), "alignment": alignment.record(out_dir), "commands": list(COMMANDS),
-            "machine": {"cpu": _cpu(), "cores": os.cpu_count(), "threads_per_run": 1,
+            "machine": {"cpu": _cpu(), "isa": _isa(), "cores": os.cpu_count(), "threads_per_run": 1,
                         "date": datetime.date.today().isoformat()},
             "wall_minutes": wall_minutes if wall_minutes is not None else _span_minutes(
                 os.path.join(out_dir, fashion.FOLDER))}
@@ -95,9 +104,9 @@ def verdicts(found: dict) -> list[list[str]]:
 
 def _machine(found: dict) -> str:
     m, minutes = found["machine"], found["wall_minutes"]
-    took = f", in {minutes:.0f} minutes of wall-clock time" if minutes else ""
-    seeds = len(found["fashion"]["seeds"])
-    return (f"Measured on an {m['cpu']} ({m['cores']} cores, one thread a run, two runs at a time){took}, "
+    took = f"; the Fashion-MNIST tables' runs took {minutes:.0f} minutes of wall-clock time" if minutes else ""
+    seeds, isa = len(found["fashion"]["seeds"]), ", ".join(m.get("isa", [])) or "unknown"
+    return (f"Measured on an {m['cpu']} (ISA: {isa}; {m['cores']} cores, one thread a run, two runs at a time{took}), "
             f"on {m['date']}, {seeds} seed{'s' * (seeds != 1)}. Commands:\n\n```\n" + "\n".join(found["commands"])
             + "\n```")
 
