@@ -681,7 +681,8 @@ def own_cpu_seconds() -> float:
     return t.user + t.system + t.children_user + t.children_system
 
 
-STEPS = ("matmul", "pipeline", "train_convfc", "vgg16", "eval_curve", "data_parallel", "fashion")
+STEPS = ("matmul", "pipeline", "train_convfc", "vgg16", "eval_curve", "data_parallel", "hvp", "weight_matching",
+         "swag_memory", "fashion")  # in the order they run
 
 
 def main(argv=None) -> None:
