@@ -25,8 +25,14 @@ RECORD = os.path.join(ROOT, "docs", "fashion.json")
 PAGES = [os.path.join(ROOT, "docs", "fashion.md"), os.path.join(ROOT, "README.md")]
 
 
+def fail(message: str) -> None:
+    print(f"error: {message}", file=sys.stderr)
+    sys.exit(2)
+
+
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], allow_abbrev=False)
+    parser.error = fail  # one error: line and exit status 2, as every script
     parser.add_argument("--from", dest="source", metavar="OUT_DIR",
                         help="record this study folder's runs as docs/fashion.json first")
     parser.add_argument("--wall_minutes", type=float,
@@ -35,9 +41,7 @@ def main(argv=None) -> None:
     args = parser.parse_args(argv)
     if args.source:
         if not os.path.isdir(os.path.join(args.source, "fashion")):
-            print(f"error: {args.source} has no fashion/ folder: run scripts/fashion_tables.sh {args.source} first",
-                  file=sys.stderr)
-            sys.exit(2)
+            fail(f"{args.source} has no fashion/ folder: run scripts/fashion_tables.sh {args.source} first")
         with open(RECORD, "w") as f:
             json.dump(study.record(args.source, args.wall_minutes), f, indent=2)
             f.write("\n")

@@ -170,3 +170,11 @@ def test_the_tables_page_counts_each_scripts_runs():
         out = subprocess.run(["bash", os.path.join(ROOT, "scripts", script), "data", "/tmp/counted", "--dry-run"],
                              capture_output=True, text=True, check=True, env={**os.environ, "PYTHON": "python"}).stdout
         assert sum(line.startswith("python ") for line in out.splitlines()) == int(runs), script
+
+
+def test_study_docs_mistakes_are_one_error_line(tmp_path):
+    for args in (["--from", str(tmp_path / "nowhere")], ["--wall_minutes", "soon"]):
+        result = subprocess.run([sys.executable, os.path.join(ROOT, "scripts", "study_docs.py"), *args],
+                                capture_output=True, text=True, timeout=60)
+        lines = result.stderr.splitlines()
+        assert result.returncode == 2 and len(lines) == 1 and lines[0].startswith("error:"), result.stderr
