@@ -8,6 +8,7 @@ many standard deviations.
 """
 from __future__ import annotations
 
+import datetime
 import glob
 import os
 import platform
@@ -50,8 +51,6 @@ def _span_minutes(folder: str) -> float | None:
 
 
 def record(out_dir: str, wall_minutes: float | None = None) -> dict:
-    import datetime
-
     return {"fashion": fashion.record(out_dir), "alignment": alignment.record(out_dir), "commands": list(COMMANDS),
             "machine": {"cpu": _cpu(), "isa": _isa(), "cores": os.cpu_count(), "threads_per_run": 1,
                         "date": datetime.date.today().isoformat()},
