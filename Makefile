@@ -15,9 +15,12 @@ $(STAMP): requirements.txt
 	touch $(STAMP)
 
 # -rs: the reason of each skipped test (e.g. SLURM's daemons cannot be started here);
-# -n auto: a worker per core, each test file on one worker (its module fixtures built once)
+# -n: a worker per core and one more, each test file on one worker (its module fixtures built once):
+# the tests wait on real processes, signals and SLURM's daemons part of the time, and the extra
+# worker fills those waits (2 cores: 454 s with 2 workers, 400 s with 3, on 2026-12-01)
+WORKERS ?= $(shell echo $$(( $$(nproc) + 1 )))
 test: setup
-	$(PY) -m pytest -q -rs -n auto --dist loadfile tests
+	$(PY) -m pytest -q -rs -n $(WORKERS) --dist loadfile tests
 
 # the demo: everything under runs/demo/, tracked files untouched
 demo: setup
