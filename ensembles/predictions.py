@@ -8,27 +8,23 @@ import torch
 import utils
 
 
-class ProbabilityEnsemble:
-    """A running ensemble: the mean of its members' softmax probabilities ``(N, classes)``."""
+class _RunningMean:
+    """The members' running mean of ``(N, classes)`` arrays, in float64 (sums of many members stay
+    exact); its state for a checkpoint is the sum and the number of members."""
 
     def __init__(self):
         self.size = 0
         self._sum: np.ndarray | None = None
 
-    def add(self, probs: np.ndarray) -> None:
-        probs = np.asarray(probs, dtype=np.float64)  # float64: sums of many members stay exact
-        self._sum = probs.copy() if self._sum is None else self._sum + probs
+    def add(self, values: np.ndarray) -> None:
+        values = np.asarray(values, dtype=np.float64)
+        self._sum = values.copy() if self._sum is None else self._sum + values
         self.size += 1
 
-    @property
-    def probs(self) -> np.ndarray:
+    def _mean(self) -> np.ndarray:
         if self.size == 0:
             raise ValueError("the ensemble is empty")
         return self._sum / self.size
-
-    def metrics(self, labels: np.ndarray, ece_bins: int = utils.ECE_BINS) -> dict:
-        """``nll``, ``accuracy`` (percent) and ``ece`` of the mean probabilities."""
-        return utils.prediction_metrics(self.probs, labels, ece_bins)
 
     def state(self) -> dict:
         """For a checkpoint: the sum and the number of members."""
@@ -39,7 +35,20 @@ class ProbabilityEnsemble:
         self._sum = None if state["sum"] is None else state["sum"].numpy().copy()
 
 
-class LogitEnsemble:
+class ProbabilityEnsemble(_RunningMean):
+    """A running ensemble: the mean of its members' softmax probabilities ``(N, classes)``; ``add``
+    takes probabilities."""
+
+    @property
+    def probs(self) -> np.ndarray:
+        return self._mean()
+
+    def metrics(self, labels: np.ndarray, ece_bins: int = utils.ECE_BINS) -> dict:
+        """``nll``, ``accuracy`` (percent) and ``ece`` of the mean probabilities."""
+        return utils.prediction_metrics(self.probs, labels, ece_bins)
+
+
+class LogitEnsemble(_RunningMean):
     """learning-subspaces' ensemble: the argmax of its members' summed logits ``(N, classes)``.
 
     Its trainers/ensemble.py and eval_one_dim_subspaces.py predict ``(out_0 + out_1 + ...).argmax``;
@@ -47,21 +56,10 @@ class LogitEnsemble:
     class (the mean's argmax is the sum's). ``add`` takes logits; ``probs`` is softmax(mean).
     """
 
-    def __init__(self):
-        self.size = 0
-        self._sum: np.ndarray | None = None
-
-    def add(self, logits: np.ndarray) -> None:
-        logits = np.asarray(logits, dtype=np.float64)
-        self._sum = logits.copy() if self._sum is None else self._sum + logits
-        self.size += 1
-
     @property
     def logits(self) -> np.ndarray:
         """The members' mean logits."""
-        if self.size == 0:
-            raise ValueError("the ensemble is empty")
-        return self._sum / self.size
+        return self._mean()
 
     @property
     def probs(self) -> np.ndarray:
@@ -70,13 +68,6 @@ class LogitEnsemble:
     def metrics(self, labels: np.ndarray, ece_bins: int = utils.ECE_BINS) -> dict:
         """``nll``, ``accuracy`` (percent) and ``ece`` of softmax(mean logits), the NLL from log-softmax."""
         return utils.logit_metrics(torch.from_numpy(self.logits), torch.as_tensor(labels), ece_bins)[0]
-
-    def state(self) -> dict:
-        return {"size": self.size, "sum": None if self._sum is None else torch.from_numpy(self._sum)}
-
-    def load_state(self, state: dict) -> None:
-        self.size = int(state["size"])
-        self._sum = None if state["sum"] is None else state["sum"].numpy().copy()
 
 
 # --combine of eval_ensemble.py: the mode-connectivity and FGE code average probabilities,
