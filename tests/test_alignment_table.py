@@ -3,30 +3,22 @@ collect.py --table alignment on pretend runs (numbers in, the table and the JSON
 trained."""
 from __future__ import annotations
 
-import functools
 import importlib
 import json
 import os
-import shlex
 import statistics
 
 import pytest
 
-from conftest import ROOT
-from test_scripts import Command, assert_every_read_is_written_before, collect, tables
+from test_scripts import Command, assert_every_read_is_written_before, collect, study_dry_run, tables
 from test_submit import assert_one_error_line, bash, waits
 
 B = 40
 PER_MODEL = {"MLP3x512": 33, "ResNet20": 30, "ResNet20x4": 30}  # 3 endpoints, 10 (MLP: 11) runs a pair
 
 
-@functools.lru_cache(maxsize=None)
 def dry_run(out: str = "/out", *options: str) -> tuple[Command, ...]:
-    result = bash("alignment_table.sh", out, "--dry-run", "--data_path=/data", *options)
-    assert result.returncode == 0, result.stderr
-    lines = result.stdout.splitlines()
-    assert lines[0] == f"cd {shlex.quote(ROOT)}"
-    return tuple(Command(line) for line in lines[1:])
+    return study_dry_run("alignment_table.sh", out, *options)
 
 
 def by_dir(commands) -> dict[str, Command]:

@@ -3,7 +3,6 @@
 in, the table and the JSON out). Fast: nothing is trained."""
 from __future__ import annotations
 
-import functools
 import importlib
 import json
 import os
@@ -15,7 +14,7 @@ import sys
 import pytest
 
 from conftest import ROOT
-from test_scripts import TARGETS, Command, assert_every_read_is_written_before, collect, tables
+from test_scripts import TARGETS, Command, assert_every_read_is_written_before, collect, study_dry_run, tables
 from test_submit import assert_one_error_line, bash, executable, sbatch_lines, waits
 
 MLP = "fashion/FashionMNIST/MLP"
@@ -23,13 +22,8 @@ SCRIPTS = set(TARGETS) | {"swag.py", "rays.py", "hessian.py"}  # the CIFAR table
 B = 40  # the budget's epochs
 
 
-@functools.lru_cache(maxsize=None)
 def dry_run(out: str = "/out", *options: str) -> tuple[Command, ...]:
-    result = bash("fashion_tables.sh", out, "--dry-run", "--data_path=/data", *options)
-    assert result.returncode == 0, result.stderr
-    lines = result.stdout.splitlines()
-    assert lines[0] == f"cd {shlex.quote(ROOT)}"
-    return tuple(Command(line) for line in lines[1:])
+    return study_dry_run("fashion_tables.sh", out, *options)
 
 
 def by_dir(commands) -> dict[str, Command]:

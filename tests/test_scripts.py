@@ -62,6 +62,17 @@ def dry_run(script: str, data: str = "/data", out: str = "/out") -> tuple[Comman
     return tuple(Command(line) for line in lines[1:])
 
 
+@functools.lru_cache(maxsize=None)
+def study_dry_run(script: str, out: str = "/out", *options: str) -> tuple[Command, ...]:
+    """The commands that a study script of one OUT_DIR (fashion_tables.sh, alignment_table.sh) prints
+    with --data_path=/data and ``options``."""
+    result = run_bash(script, out, "--dry-run", "--data_path=/data", *options)
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[0] == f"cd {shlex.quote(ROOT)}"  # the commands run from the repository root
+    return tuple(Command(line) for line in lines[1:])
+
+
 def all_commands() -> list[Command]:
     return [command for script in TABLE_SCRIPTS for command in dry_run(script)]
 
