@@ -34,25 +34,12 @@
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}  # one thread a run (see scripts/fashion_tables.sh)
 
-MODELS="MLP3x512 ResNet20 ResNet20x4" DATA="" args=()
-while (($#)); do
-    case $1 in
-        --models=*) MODELS=${1#--models=} ;;
-        --models) (($# > 1)) || fail "--models needs a value"; MODELS=$2; shift ;;
-        --data_path=* | --data-path=*) DATA=${1#*=} ;;
-        --data_path | --data-path) (($# > 1)) || fail "$1 needs a value"; DATA=$2; shift ;;
-        *) args+=("$1") ;;
-    esac
-    shift
-done
-parse_options ${args[@]+"${args[@]}"}
-[[ ${#POSITIONAL[@]} == 1 ]] || fail "expected OUT_DIR"
+parse_study_args models "MLP3x512 ResNet20 ResNet20x4" "$@"
+MODELS=$OPTION
 for model in $MODELS; do
     [[ $model =~ ^(MLP3x512|ResNet20|ResNet20x4)$ ]] || fail "--models: $model is not MLP3x512, ResNet20 or ResNet20x4"
 done
-OUT=$(absolute "${POSITIONAL[0]}")
 NAMES_FROM=$OUT/alignment  # job names <dataset>/<model>/<run>
-DATA=$(absolute "${DATA:-$ROOT/data}")
 say "cd $(quote "$ROOT")"
 cd "$ROOT"
 

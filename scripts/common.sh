@@ -75,6 +75,29 @@ parse_args() {  # the table scripts': DATA_PATH OUT_DIR and the options; sets DA
     cd "$ROOT"
 }
 
+parse_study_args() {  # the study scripts' (one OUT_DIR; the data from --data_path, default the repository's
+    # data/, else the places data.py looks): parse_study_args NAME DEFAULT "$@" also takes their own option
+    # --NAME VALUE, into OPTION (default DEFAULT); sets POSITIONAL, DRY_RUN, SUBMIT and HERE (parse_options),
+    # OUT and DATA
+    local name=$1 args=()
+    OPTION=$2 DATA=""
+    shift 2
+    while (($#)); do
+        case $1 in
+            --"$name"=*) OPTION=${1#*=} ;;
+            --"$name") (($# > 1)) || fail "--$name needs a value"; OPTION=$2; shift ;;
+            --data_path=* | --data-path=*) DATA=${1#*=} ;;
+            --data_path | --data-path) (($# > 1)) || fail "$1 needs a value"; DATA=$2; shift ;;
+            *) args+=("$1") ;;
+        esac
+        shift
+    done
+    parse_options ${args[@]+"${args[@]}"}
+    [[ ${#POSITIONAL[@]} == 1 ]] || fail "expected OUT_DIR"
+    OUT=$(absolute "${POSITIONAL[0]}")
+    DATA=$(absolute "${DATA:-$ROOT/data}")
+}
+
 quote() {  # words -> one line that a shell, and Python's shlex.split, read back as these words
     local word out=()
     for word; do

@@ -78,23 +78,10 @@
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}  # see above
 
-SEEDS=3 DATA="" args=()
-while (($#)); do
-    case $1 in
-        --seeds=*) SEEDS=${1#--seeds=} ;;
-        --seeds) (($# > 1)) || fail "--seeds needs a value"; SEEDS=$2; shift ;;
-        --data_path=* | --data-path=*) DATA=${1#*=} ;;
-        --data_path | --data-path) (($# > 1)) || fail "$1 needs a value"; DATA=$2; shift ;;
-        *) args+=("$1") ;;
-    esac
-    shift
-done
+parse_study_args seeds 3 "$@"
+SEEDS=$OPTION
 [[ $SEEDS =~ ^[1-9][0-9]*$ ]] || fail "--seeds must be a positive number of seeds, not '$SEEDS'"
-parse_options ${args[@]+"${args[@]}"}
-[[ ${#POSITIONAL[@]} == 1 ]] || fail "expected OUT_DIR"
-OUT=$(absolute "${POSITIONAL[0]}")
 NAMES_FROM=$OUT/fashion  # job names <dataset>/<model>/<run>
-DATA=$(absolute "${DATA:-$ROOT/data}")
 say "cd $(quote "$ROOT")"
 cd "$ROOT"
 
