@@ -3,9 +3,7 @@ DIGITS tour runs in order (shortened), its CIFAR commands parse with the scripts
 the library page's code runs as pasted, and every link points to a file that exists."""
 from __future__ import annotations
 
-import contextlib
 import importlib
-import io
 import json
 import os
 import re
@@ -15,7 +13,7 @@ import sys
 
 import pytest
 
-from conftest import ROOT
+from conftest import ROOT, run_here
 
 sys.path.insert(0, os.path.join(ROOT, "scripts"))
 import readme  # noqa: E402
@@ -81,14 +79,7 @@ def shortened(line: str, root: str) -> list[str]:
 def run_tour(root: str) -> list[str]:
     """Each line's script run in this process (the import of torch once, not once a line), and
     what it printed."""
-    printed = []
-    for line in commands("A tour of the scripts on DIGITS"):
-        script, *args = shortened(line, root)
-        out = io.StringIO()
-        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(io.StringIO()):
-            importlib.import_module(script[:-3]).main(args)
-        printed.append(out.getvalue())
-    return printed
+    return [run_here(*shortened(line, root)) for line in commands("A tour of the scripts on DIGITS")]
 
 
 @pytest.fixture(scope="module")
