@@ -12,6 +12,7 @@ from __future__ import annotations
 import datetime
 import inspect
 import os
+import platform
 import sys
 
 import torch
@@ -81,6 +82,10 @@ def start_processes(args) -> Processes:
     procs = Processes(rank, world, local_rank, device)
     if device.type == "cpu":
         keep_freed_cpu_memory()
+    else:
+        # as the original scripts do: cuDNN times its algorithms on each new shape once and keeps the
+        # fastest (the shapes of a run repeat: a batch, the short last one, the evaluation's)
+        torch.backends.cudnn.benchmark = True
     # checked before joining the others: every process fails alike, and none waits for the rest
     batch_size = getattr(args, "batch_size", None)
     if batch_size is not None and batch_size % world:
@@ -100,7 +105,41 @@ def start_processes(args) -> Processes:
         procs._control = dist.new_group(backend="gloo") if backend != "gloo" else None
     if hasattr(args, "amp"):
         args.amp_dtype = amp_dtype(device, args.amp, getattr(args, "amp_dtype", None))
+        if device.type == "cpu" and args.amp_dtype and procs.is_main and emulated_on_this_cpu(args.amp_dtype):
+            print(f"warning: --amp: this CPU computes no {args.amp_dtype} natively (none of "
+                  f"{', '.join(NATIVE_HALF[args.amp_dtype])} in /proc/cpuinfo), so it is emulated, many times "
+                  "slower than fp32 (a VGG16 epoch: 15x on an AVX2 EPYC); leave --amp off on this machine",
+                  flush=True)
     return procs
+
+
+# the x86 CPU flags (/proc/cpuinfo) of each half precision's native arithmetic, oneDNN's kernels'
+NATIVE_HALF = {"bfloat16": ("avx512_bf16", "amx_bf16"), "float16": ("avx512_fp16", "amx_fp16")}
+
+
+def cpu_info() -> dict[str, str]:
+    """The first processor's fields of /proc/cpuinfo ("model name", "flags", ...), as a VM shows them
+    (a machine's processors are alike); empty where there is no such file."""
+    fields = {}
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if not line.strip():  # the first processor's block ends
+                    break
+                key, _, value = line.partition(":")
+                fields[key.strip()] = value.strip()
+    except OSError:
+        pass
+    return fields
+
+
+def emulated_on_this_cpu(dtype: str) -> bool:
+    """Whether this x86 CPU lacks every flag of NATIVE_HALF[dtype] (False where that cannot be told:
+    other architectures, no /proc/cpuinfo)."""
+    if platform.machine().lower() not in ("x86_64", "amd64"):
+        return False
+    flags = cpu_info().get("flags")
+    return flags is not None and not set(flags.split()) & set(NATIVE_HALF[dtype])
 
 
 MMAP_THRESHOLD_MAX = 32 * 2 ** 20  # glibc's largest M_MMAP_THRESHOLD on 64-bit systems

@@ -115,3 +115,14 @@ def test_a_curves_forward_and_backward_on_cuda_are_the_cpus():
     assert len(grads["cuda"]) == len(grads["cpu"]) > 0
     for g, c in zip(grads["cuda"], grads["cpu"]):
         assert torch.allclose(g, c, rtol=1e-3, atol=1e-5)
+
+
+def test_the_scripts_let_cudnn_choose_its_fastest_algorithms(monkeypatch):
+    """runtime.start_processes on a GPU sets cudnn.benchmark, as the original scripts do."""
+    import argparse
+
+    import runtime
+
+    monkeypatch.setattr(torch.backends.cudnn, "benchmark", False)
+    procs = runtime.start_processes(argparse.Namespace(device="cuda"))
+    assert procs.device.type == "cuda" and torch.backends.cudnn.benchmark
