@@ -41,7 +41,8 @@ MODES = {"fp32": [], "bf16": ["--amp", "--amp_dtype=bfloat16"], "fp16": ["--amp"
 SIZES = {"full": dict(train=500, test=200, model="ResNet20", hessian_images=128),
          "tiny": dict(train=160, test=64, model="ConvFC", hessian_images=32)}
 BENCH_FIGURES = ("matmul", "pipeline", "train_convfc", "vgg16", "eval_curve", "data_parallel", "hvp",
-                 "weight_matching", "swag_memory", "fashion")  # bench.py's --only (a test keeps them equal)
+                 "weight_matching", "swag_memory", "fashion", "epochs", "fge_swa")  # bench.py's --only (a test
+# keeps them equal; benchmarks.main imports torch, which --help and a usage error do without)
 MARKER = "gpu_check.txt"  # in OUT: the folder is this script's, so its runs may be removed
 
 

@@ -36,10 +36,9 @@ def test_every_script_is_checked_and_each_command_line_parses_in_every_mode(tmp_
 
 
 def test_the_bench_figures_are_the_benchs():
-    spec = importlib.util.spec_from_file_location("bench", os.path.join(ROOT, "scripts", "bench.py"))
-    bench = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(bench)
-    assert gpu_check.BENCH_FIGURES == bench.STEPS
+    from benchmarks.main import STEPS
+
+    assert gpu_check.BENCH_FIGURES == STEPS
 
 
 def test_a_subset_on_the_cpu(tmp_path):
