@@ -22,9 +22,10 @@ WORKERS ?= $(shell echo $$(( $$(nproc) + 1 )))
 test: setup
 	$(PY) -m pytest -q -rs -n $(WORKERS) --dist loadfile tests
 
-# the demo: everything under runs/demo/, tracked files untouched
+# the demo: everything under runs/demo/, tracked files untouched; two runs at a time (see scripts/demo.sh)
+DEMO_JOBS ?= 2
 demo: setup
-	PYTHON=$(PY) bash scripts/demo.sh
+	PYTHON=$(PY) bash scripts/demo.sh --jobs $(DEMO_JOBS)
 
 # maintainers: the README's demo figures, captions and pictures (docs/demo.json, docs/*.png) from runs/demo
 readme: setup

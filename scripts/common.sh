@@ -6,7 +6,7 @@
 # Every command is printed before it runs; --dry-run only prints them, one per line after a `cd`
 # to the repository root (they run from there). A run whose folder already holds summary.json
 # (written last) is skipped, so a table script can simply be started again after an interruption.
-# With --gpus or --slurm that printed list goes to scripts/submit.py, which runs it at once
+# With --gpus, --jobs or --slurm that printed list goes to scripts/submit.py, which runs it at once
 # wherever the runs' dependencies allow (make -j here, or sbatch jobs with afterok); with
 # --status, submit.py says where each run stands and what to type to go on.
 set -euo pipefail
@@ -20,6 +20,8 @@ OPTIONS="\
 Where the runs go (default: here, one after the other):
   --gpus LIST          on this machine's GPUs, e.g. --gpus 0,1,2,3: independent runs at once,
                        one per GPU (CUDA_VISIBLE_DEVICES); each run's output in <run folder>.log
+  --jobs N             N independent runs at once on this machine, whatever its devices, the cores
+                       shared out (2 cores, --jobs 2: a thread each); each run's output in its log
   --slurm              one SLURM job per run (sbatch), started when the runs it needs are done;
                        requeued to continue when it nears its time limit; log <run folder>.log
     --partition P      --time HH:MM:SS      --gpus_per_job N (default 1)
@@ -28,7 +30,7 @@ Where the runs go (default: here, one after the other):
   --status             where every run stands (done, running, queued, waiting for which run, failed
                        and why, never started because a run it needs failed), and what to type to go on"
 # the options that take a value, for scripts/submit.py (hyphens or underscores)
-VALUED='gpus|partition|time|gpus[-_]per[-_]job|sbatch[-_]args|signal[-_]seconds'
+VALUED='gpus|jobs|partition|time|gpus[-_]per[-_]job|sbatch[-_]args|signal[-_]seconds'
 
 usage() {  # the calling script's opening comment block, then the options above
     sed -n '2,/^[^#]/s/^# \{0,1\}//p' "$0"
@@ -44,12 +46,15 @@ absolute() {  # the printed commands run from the repository root: no relative p
     if [[ $1 == /* ]]; then echo "$1"; else echo "$PWD/$1"; fi
 }
 
-parse_options() {  # sets POSITIONAL, DRY_RUN, SUBMIT (the options for scripts/submit.py) and HERE
-    POSITIONAL=() SUBMIT=() DRY_RUN=0
+parse_options() {  # sets POSITIONAL, DRY_RUN, SUBMIT (the options for scripts/submit.py), JOBS, HERE and LOCAL
+    POSITIONAL=() SUBMIT=() DRY_RUN=0 JOBS="" STATUS=0
     while (($#)); do
         case $1 in
             --dry-run) DRY_RUN=1 ;;
-            --slurm | --status) SUBMIT+=("$1") ;;
+            --jobs=*) JOBS=${1#*=}; SUBMIT+=("$1") ;;
+            --jobs) (($# > 1)) || fail "$1 needs a value"; JOBS=$2; SUBMIT+=("$1=$2"); shift ;;
+            --status) STATUS=1; SUBMIT+=("$1") ;;
+            --slurm) SUBMIT+=("$1") ;;
             -h | --help) usage; exit 0 ;;
             --*=*) [[ ${1%%=*} =~ ^--($VALUED)$ ]] || fail "unknown option ${1%%=*}"; SUBMIT+=("$1") ;;
             --*)
@@ -63,6 +68,7 @@ parse_options() {  # sets POSITIONAL, DRY_RUN, SUBMIT (the options for scripts/s
         shift
     done
     HERE=$((!DRY_RUN && !${#SUBMIT[@]}))  # 1: the commands run here, one after the other
+    LOCAL=$((HERE || (${#JOBS} && !DRY_RUN && !STATUS)))  # 1: they run on this machine now (or --jobs N at a time)
 }
 
 parse_args() {  # the table scripts': DATA_PATH OUT_DIR and the options; sets DATA and OUT (a table script then
@@ -121,8 +127,7 @@ step() {
 }
 
 # run SCRIPT DIR FLAGS...: step `python SCRIPT --dir=DIR FLAGS...`, unless DIR/summary.json says it
-# is done (submit.py looks at that itself). RAN: whether a run ran here.
-RAN=0
+# is done (submit.py looks at that itself).
 run() {
     local script=$1 dir=$2
     shift 2
@@ -130,7 +135,6 @@ run() {
         say "# done, skipped: $dir"
         return
     fi
-    RAN=1
     step "${PY[@]}" "$script" "--dir=$dir" "$@"
 }
 

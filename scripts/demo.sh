@@ -16,9 +16,13 @@
 # and noisy_labels.png. A run whose folder holds summary.json is done and skipped when the demo
 # is started again.
 #
-#   usage: make demo      (or: bash scripts/demo.sh [OUT_DIR] [--dry-run] [--quick] [--gpus LIST | --slurm ...])
+#   usage: make demo      (or: bash scripts/demo.sh [OUT_DIR] [--dry-run] [--quick] [--jobs N | --gpus LIST | --slurm ...])
 # --dry-run prints the commands without running them; --quick makes every run a few epochs long
-# (for the tests); --gpus and --slurm run the demo as a small table, as the *_table.sh scripts do.
+# (for the tests); --jobs, --gpus and --slurm run the demo as a small table, as the *_table.sh
+# scripts do. `make demo` is `--jobs 2`: two runs at a time, each with half the cores' threads
+# (on 2 cores, two one-thread runs do 1.7x the work of one two-thread run; the runs' output is
+# then in their logs, runs/demo/<run>.log); without --jobs the runs go one after the other here,
+# with their progress bars.
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 
 QUICK=0 args=()
@@ -30,7 +34,7 @@ parse_options "${args[@]}"
 OUT=${POSITIONAL[0]:-runs/demo}
 cd "$ROOT"
 say "cd $(quote "$ROOT")"
-STARTED=$SECONDS
+STARTED=$SECONDS STARTED_AT=$(date +%s)
 DATA=(--dataset=DIGITS --use_test)
 NOISE=${NOISE:-0.2}  # the fraction of training labels made random in part 2 (NOISE=0.4 bash scripts/demo.sh ...)
 # epochs of the networks, of the curve, of FGE and of a simplex's vertex; the 80% checkpoint;
@@ -97,14 +101,23 @@ run simplex.py "$OUT/espro" "${DATA[@]}" --ckpt="$SGD1" --ckpt="$SGD2" --num_ver
     --epochs_per_vertex=$VERTEX_E --wd=1e-4 "${SIMPLEX[@]}"
 
 title "summary ($OUT/summary.json, figures.json, pictures curve_vs_segment.png, fge_ensemble.png, noisy_labels.png)"
-# no folder of its own: it waits for every run above. Run here, it records how long the demo took
-# (not again when every run was done before: submit.py, too, skips it then)
-if ((HERE && !RAN)) && [[ -f $OUT/summary.json ]]; then
+# no folder of its own: it waits for every run above. Made on this machine (here, or with --jobs)
+# it records how long the demo took; it is not made again when no run finished after it
+# (submit.py, too, skips it then)
+report_is_current() {
+    [[ -f $OUT/summary.json && -z $(find "$OUT" -mindepth 2 -name summary.json -newer "$OUT/summary.json" -print -quit) ]]
+}
+if ((HERE)) && report_is_current; then
     say "# done, skipped: the report ($OUT/summary.json)"
 else
-    step "${PY[@]}" scripts/demo_report.py "$OUT" $( ((HERE)) && echo "--seconds=$((SECONDS - STARTED))")
+    timing=()
+    if ((HERE)); then timing=(--seconds=$((SECONDS - STARTED))); elif ((LOCAL)); then timing=(--started=$STARTED_AT "--jobs=$JOBS"); fi
+    step "${PY[@]}" scripts/demo_report.py "$OUT" ${timing[@]+"${timing[@]}"}
 fi
 finish
+if ((LOCAL && !HERE)); then  # --jobs: the report's tables went to its log
+    "${PY[@]}" scripts/demo_report.py "$OUT" --show
+fi
 
 # The next step, on real images, where Fashion-MNIST is installed (the folders data.py reads it from)
 fashion_installed() {
@@ -114,10 +127,11 @@ fashion_installed() {
     done
     return 1
 }
-if ((HERE)) && fashion_installed; then  # made here (not a dry run, a status board or a submission)
+if ((LOCAL)) && fashion_installed; then  # made on this machine (not a dry run, a status board or a submission)
     echo "# Fashion-MNIST is installed: the papers' tables in miniature on real images (3 seeds, about an
-#   hour on 2 cores, --seeds 1 in under 40 minutes; --gpus or --slurm spread it), then their tables:
-#     bash scripts/fashion_tables.sh runs/study
+#   hour on 2 cores, two runs at a time; --seeds 1 in under 40 minutes; --gpus or --slurm spread it
+#   further), then their tables:
+#     bash scripts/fashion_tables.sh runs/study --jobs 2
 #     python scripts/collect.py runs/study --table fashion
 #   docs/fashion.md shows what they gave on this project's machine."
 fi

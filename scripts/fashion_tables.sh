@@ -28,7 +28,8 @@
 # times), where the rays of one seed take about 3 min and SWAG's and the Hessian's under 1. Each run computes on one
 # thread (OMP_NUM_THREADS=1 unless set): the MLP's small products gain little from a second thread, and a
 # second thread that shares its core with any other program makes every step wait for it (measured 20x
-# slower). On a CPU of 2 cores, --gpus 0,0 runs two single-threaded runs at once (scripts/with_gpu.sh).
+# slower). On a CPU of 2 cores, --jobs 2 runs two single-threaded runs at once (scripts/with_gpu.sh;
+# the study above ran with --gpus 0,0, the same two slots before --jobs existed).
 #
 # Runs, under OUT_DIR/fashion/FashionMNIST/MLP/. Networks i = 1..M (M = N seeds, N + 1 below 3 seeds),
 # seed k's pair of networks (k, k mod M + 1): with 3 seeds the 3 pairs of 3 networks, as

@@ -29,6 +29,14 @@ RECORD = os.path.join(ROOT, "docs", "demo.json")
 README = os.path.join(ROOT, "README.md")
 
 
+def threads(m: dict) -> str:
+    """How the demo's runs shared the cores: one after the other, or ``make demo``'s --jobs N at a time."""
+    each = f"{m['threads']} torch thread{'s' * (m['threads'] != 1)}"
+    if m.get("jobs", 1) > 1:
+        return f"{m['cores']} cores; {m['jobs']} runs at a time, {each} each"
+    return f"{m['cores']} cores, {each}"
+
+
 def render(record: dict) -> dict[str, str]:
     """The README's generated parts, by name."""
     f, m, p = record["figures"], record["machine"], record["plane"]["points"]
@@ -57,8 +65,8 @@ def render(record: dict) -> dict[str, str]:
                      [f"method (ResNet20 on DIGITS, {demo_report.noise_label(record)})", "test error %",
                       "test NLL", "test ECE"], tablefmt="github", colalign=("left", "right", "right", "right"),
                      disable_numparse=True)
-            + f"\n\n{noisy_findings(f)} Measured on an {m['cpu']} ({m['cores']} cores, {m['threads']} torch "
-            f"threads), torch {m['torch']}, Python {m['python']}, on {m['date']}.{took} DIGITS' test set has 360 "
+            + f"\n\n{noisy_findings(f)} Measured on an {m['cpu']} ({threads(m)}), torch {m['torch']}, "
+            f"Python {m['python']}, on {m['date']}.{took} DIGITS' test set has 360 "
             f"images, so one image is 0.28 points. Floating point rounds differently on another CPU, and "
             f"training carries the difference on: on an Intel Xeon the same demo moved figures by up to 19 "
             f"test images (5.3 points; the segment's worst point 86.39% against 81.11%)."),

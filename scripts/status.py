@@ -16,6 +16,7 @@ import subprocess
 
 STAMP = r"# \d{4}-\d\d-\d\d \d\d:\d\d:\d\d"
 # slurm_job.sh: "# DATE job ID on HOST, start K, ..."; with_gpu.sh: "# DATE pid PID on HOST, CUDA_VISIBLE_DEVICES=G"
+# (or "..., a --jobs slot")
 START = re.compile(STAMP + r" (?:job (?P<job>\S+) |pid (?P<pid>\d+) )?on (?P<host>[^,\s]+),(?: start (?P<start>\d+),)?"
                    r"(?:.*CUDA_VISIBLE_DEVICES=(?P<gpu>\S*))?")
 END = re.compile(STAMP + r" exit status (?P<status>\d+)(?::\s*(?P<what>.*))?$")
@@ -131,7 +132,8 @@ def states(runs: list, jobs: dict[str, dict], queue_known: bool = True) -> dict[
         elif log.start is not None and log.end is None:
             running = alive(log)
             if running or (running is None and not queue_known):
-                where = (f"GPU {log.field('gpu')}, pid {log.field('pid')}" if log.field("pid")
+                where = (f"GPU {log.field('gpu')}, pid {log.field('pid')}" if log.field("pid") and log.field("gpu")
+                         else f"pid {log.field('pid')}" if log.field("pid")
                          else f"job {log.field('job')} on {log.field('host')}, start {log.field('start')}")
                 out[run.number] = ("running" if running else "running?", f"{where} ({run.log})")
             else:

@@ -1,7 +1,9 @@
-"""Run a table's runs at once: on the GPUs of one machine (make -j, one run per GPU), or on SLURM
-(one sbatch job per run, afterok dependencies, requeued when a run checkpoints on a signal).
+"""Run a table's runs at once: on the GPUs of one machine (make -j, one run per GPU), N at a time on
+this machine's cores (--jobs N), or on SLURM (one sbatch job per run, afterok dependencies,
+requeued when a run checkpoints on a signal).
 
     bash scripts/swa_table.sh data runs/tables --gpus 0,1,2,3
+    bash scripts/demo.sh --jobs 2                          (two runs at a time, one thread each on 2 cores)
     bash scripts/swa_table.sh data runs/tables --slurm --partition gpu --time 24:00:00
     bash scripts/swa_table.sh data runs/tables --dry-run | python3 scripts/submit.py --slurm --dry-run
     bash scripts/swa_table.sh data runs/tables --status     (where every run stands: scripts/status.py)
@@ -52,6 +54,8 @@ def build_parser() -> argparse.ArgumentParser:
     where = parser.add_mutually_exclusive_group()
     where.add_argument("--gpus", help="GPU ids of this machine, e.g. 0,1,2,3: one run on each at a time "
                        "(repeat an id to run two at once on it)")
+    where.add_argument("--jobs", type=int, metavar="N", help="N runs at a time on this machine, whatever its "
+                       "devices, each with the cores' threads shared out (cores / N)")
     where.add_argument("--slurm", action="store_true", help="submit each run as its own SLURM job")
     parser.add_argument("--status", action="store_true",
                         help="print where every run stands and what to type to go on; run nothing (SLURM's "
@@ -154,7 +158,10 @@ def pending(runs: list[Run]) -> list[Run]:
 GPU_ID = re.compile(r"\d+|(GPU|MIG)-[\w/-]+")  # CUDA_VISIBLE_DEVICES takes indices or UUIDs
 
 
-def makefile(cwd: str, runs: list[Run], gpus: str, lock_dir: str) -> str:
+CPU_SLOT = "cpu"  # with_gpu.sh's id of a --jobs slot: the run sees every device, and no CUDA_VISIBLE_DEVICES
+
+
+def makefile(cwd: str, runs: list[Run], gpus: str, lock_dir: str, option: str) -> str:
     """One phony target per run, its prerequisites the runs it waits for.
 
     make is the standard tool that runs a dependency graph N jobs at a time (-j) and carries on
@@ -165,8 +172,17 @@ def makefile(cwd: str, runs: list[Run], gpus: str, lock_dir: str) -> str:
     def recipe_word(word: str) -> str:
         return shlex.quote(word).replace("$", "$$")  # make expands $ before the shell sees it
 
-    names = " ".join(f"run-{r.number}" for r in runs)
-    text = [f"# scripts/submit.py --gpus {gpus}: make -f THIS -j <GPUs> -k", f".PHONY: all {names}", f"all: {names}"]
+    # `all` lists the runs by depth (0: waits for none; else one more than the deepest it waits for),
+    # in the list's order within a depth: make -j starts them in this order as slots free up, and
+    # defers one whose runs are not done to its next pass over the list, after all the others.
+    # Listed as they come, the demo's second part (independent runs) went before its first part's
+    # curve, whose plane then ran last with a slot idle: `make demo` took 296 s on 2 cores, 264 s
+    # in this order (docs/speed.md).
+    depth: dict[int, int] = {}
+    for run in runs:  # a run comes after the runs it waits for
+        depth[run.number] = 1 + max((depth[r.number] for r in run.after), default=-1)
+    names = " ".join(f"run-{r.number}" for r in sorted(runs, key=lambda r: depth[r.number]))
+    text = [f"# scripts/submit.py {option}: make -f THIS -j <slots> -k", f".PHONY: all {names}", f"all: {names}"]
     for run in runs:
         words = ["cd", cwd, "&&", WITH_GPU, lock_dir, gpus, run.log, *run.words]
         recipe = " ".join(w if w == "&&" else recipe_word(w) for w in words)
@@ -179,29 +195,44 @@ def check_gpus(args) -> None:
     given = [name for name in ("partition", "time", "gpus_per_job", "sbatch_args", "signal_seconds")
              if getattr(args, name) != getattr(defaults, name)]
     if given:
-        fail(f"--{given[0]} is an option of --slurm, not of --gpus")
+        fail(f"--{given[0]} is an option of --slurm, not of {'--gpus' if args.gpus is not None else '--jobs'}")
 
 
-def run_on_gpus(args, cwd: str, runs: list[Run], parent: str) -> int:
+def slots(args) -> tuple[list[str], str]:
+    """The slots that make -j fills (GPU ids, or --jobs' CPU slots), and the option that asked for them."""
+    if args.jobs is not None:
+        if args.jobs < 1:
+            fail(f"--jobs takes a number of runs at a time, 1 or more (got {args.jobs})")
+        return [CPU_SLOT] * args.jobs, f"--jobs {args.jobs}"
     gpus = args.gpus.split(",")
     if not args.gpus or not all(GPU_ID.fullmatch(g) for g in gpus):
         fail(f"--gpus takes GPU ids separated by commas, e.g. 0,1,2,3 (got {args.gpus!r})")
+    return gpus, f"--gpus {args.gpus}"
+
+
+def run_here(args, cwd: str, runs: list[Run], parent: str) -> int:
+    """--gpus and --jobs: the runs on this machine, as many at a time as there are slots (make -j)."""
+    gpus, option = slots(args)
     for tool in ("make", "flock"):
         if shutil.which(tool) is None:
-            fail(f"--gpus needs `{tool}`, which is not installed")
+            fail(f"{option.split()[0]} needs `{tool}`, which is not installed")
     lock_dir = os.environ.get("GPU_LOCK_DIR") or os.path.join(os.environ.get("TMPDIR", "/tmp"),
                                                                f"gpu-locks-{os.getuid()}")
     record_command(args, parent)
     todo = pending(runs)
-    text = makefile(cwd, todo, args.gpus, lock_dir)
+    text = makefile(cwd, todo, ",".join(gpus), lock_dir, option)
     if args.dry_run:
         print(text, end="")
         return 0
     if not todo:
         print("# every run is finished")
         return 0
-    print(f"# {len(todo)} runs, {len(gpus)} at a time on GPUs {args.gpus}; each one's output in <its folder>.log",
-          flush=True)
+    if args.jobs is None:
+        where = f"GPUs {args.gpus}"
+    else:  # with_gpu.sh's share of the cores (nproc: the ones this process may use)
+        threads = os.environ.get("OMP_NUM_THREADS") or max(1, len(os.sched_getaffinity(0)) // args.jobs)
+        where = f"this machine, {threads} thread{'s' * (str(threads) != '1')} each"
+    print(f"# {len(todo)} runs, {len(gpus)} at a time on {where}; each one's output in <its folder>.log", flush=True)
     make = subprocess.run(["make", "--no-print-directory", "-f", "-", "-k", f"-j{len(gpus)}", "all"], input=text,
                           text=True)
     if make.returncode != 0:
@@ -352,7 +383,7 @@ def show_status(args, cwd: str, runs: list[Run], parent: str) -> int:
         fail("--status prints where the runs stand: --dry-run has nothing to add")
     if args.slurm and shutil.which("squeue") is None:
         fail("--slurm needs `squeue` (SLURM's client commands), which is not installed")
-    use_queue = args.gpus is None and shutil.which("squeue") is not None
+    use_queue = args.gpus is None and args.jobs is None and shutil.which("squeue") is not None
     jobs, why = status.queue() if use_queue else ({}, None)
     if args.slurm and why:
         fail(f"cannot reach SLURM: {why} (is slurmctld up? SLURM_CONF?)")
@@ -363,14 +394,14 @@ def show_status(args, cwd: str, runs: list[Run], parent: str) -> int:
 
 def main(argv=None) -> int:
     args = build_parser().parse_args(joined(sys.argv[1:] if argv is None else argv))
-    if not (args.gpus is not None or args.slurm or args.status):
-        fail("say where the runs go: --gpus LIST or --slurm (or --status: where they stand)")
-    if args.gpus is not None:
+    if not (args.gpus is not None or args.jobs is not None or args.slurm or args.status):
+        fail("say where the runs go: --gpus LIST, --jobs N or --slurm (or --status: where they stand)")
+    if args.gpus is not None or args.jobs is not None:
         check_gpus(args)
     cwd, runs, parent = read_runs(sys.stdin.read().splitlines(), args.names_from)
     if args.status:
         return show_status(args, cwd, runs, parent)
-    return submit(args, cwd, runs, parent) if args.slurm else run_on_gpus(args, cwd, runs, parent)
+    return submit(args, cwd, runs, parent) if args.slurm else run_here(args, cwd, runs, parent)
 
 
 if __name__ == "__main__":

@@ -7,7 +7,8 @@
 # kernel drops the lock when this script exits, however it exits, so none is ever left stale.
 # make -j <number of GPUs> starts no more runs than there are GPUs, so one is free, unless
 # another table script started with the same GPUs holds it: then this run waits its turn.
-# An id listed twice (0,0,1,1) is two slots on that GPU: two runs share it.
+# An id listed twice (0,0,1,1) is two slots on that GPU: two runs share it. The id `cpu` is a slot
+# of submit.py --jobs: the run sees whatever devices the machine has (CUDA_VISIBLE_DEVICES as it is).
 set -uo pipefail
 lock_dir=$1 log=$3
 IFS=, read -ra gpus <<<"$2"
@@ -28,21 +29,28 @@ while :; do
     sleep 1
 done
 
-export CUDA_VISIBLE_DEVICES=$gpu
+if [[ $gpu == cpu ]]; then
+    where="slot $((n + 1))" seen="a --jobs slot"
+else
+    export CUDA_VISIBLE_DEVICES=$gpu
+    where="GPU $gpu" seen="CUDA_VISIBLE_DEVICES=$gpu"
+fi
 # torch starts a thread per core in every run; runs side by side would fight over the cores
 threads=$(($(nproc) / ${#gpus[@]}))
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-$((threads > 0 ? threads : 1))}
 name=${log%.log}
-echo "GPU $gpu: started $name"
+echo "$where: started $name"
 # the pid: scripts/submit.py --status tells a run that runs from one that was killed with make
-{ echo "# $(date '+%F %T') pid $$ on $(hostname), CUDA_VISIBLE_DEVICES=$gpu"; echo "$*"; } >>"$log"
+{ echo "# $(date '+%F %T') pid $$ on $(hostname), $seen"; echo "$*"; } >>"$log"
 start=$SECONDS
 "$@" >>"$log" 2>&1 9>&-  # the lock stays with this script: a run's leftover children cannot keep it
 status=$?
 echo "# $(date '+%F %T') exit status $status" >>"$log"
 if ((status == 0)); then
-    echo "GPU $gpu: finished $name ($(((SECONDS - start) / 60)) min)"
+    took=$((SECONDS - start))
+    if ((took < 120)); then took="$took s"; else took="$((took / 60)) min"; fi
+    echo "$where: finished $name ($took)"
 else
-    echo "GPU $gpu: FAILED (exit status $status) $name: see $log"
+    echo "$where: FAILED (exit status $status) $name: see $log"
 fi
 exit "$status"

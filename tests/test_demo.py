@@ -8,7 +8,7 @@ import sys
 
 import numpy as np
 
-from conftest import ROOT, run_script
+from conftest import ROOT, run_here, run_script, user_error
 
 sys.path.insert(0, os.path.join(ROOT, "scripts"))
 
@@ -97,3 +97,19 @@ def test_demo_report_table_and_summary(tmp_path):
     text = "a\n<!-- generated: demo-table -->\nold\n<!-- end: demo-table -->\nb\n"
     assert readme.update(text, blocks) == "a\n<!-- generated: demo-table -->\n" + blocks["demo-table"] + \
         "<!-- end: demo-table -->\nb\n"
+    assert record["machine"]["jobs"] == 1 and "runs at a time" not in blocks["noisy-table"]
+
+    # --jobs: the report records how the runs shared the cores; --show prints the tables, writes nothing
+    printed = run_here("demo_report.py", tmp_path, "--started=0", "--jobs=2")
+    record = json.loads((tmp_path / "figures.json").read_text())
+    assert record["machine"]["jobs"] == 2 and record["seconds"] > 10 ** 9  # since 1970
+    assert "2 runs at a time" in readme.render(record)["noisy-table"]
+    written = {p.name: p.stat().st_mtime_ns for p in tmp_path.iterdir() if p.is_file()}
+    assert run_here("demo_report.py", tmp_path, "--show") == printed == result.stdout
+    assert {p.name: p.stat().st_mtime_ns for p in tmp_path.iterdir() if p.is_file()} == written
+
+
+def test_demo_report_show_before_a_report_is_one_error_line(tmp_path, capsys):
+    import demo_report
+
+    assert "no report yet" in user_error(capsys, demo_report.main, tmp_path, "--show")

@@ -173,6 +173,45 @@ def test_demo_on_two_fake_gpus(tmp_path):
     assert "# every run is finished" in again.stdout and read_events(tmp_path) == runs
 
 
+def test_demo_two_jobs_at_a_time_on_this_machine(tmp_path):
+    """make demo's --jobs 2: the runs two at a time, in the order they need, in --jobs slots that
+    leave CUDA_VISIBLE_DEVICES alone, then the report's tables printed (demo_report.py --show, a
+    second call of the report's script); started again, nothing runs but that."""
+    env = {"PYTHON": logging_python(tmp_path), "GPU_LOCK_DIR": str(tmp_path / "locks")}
+    out = tmp_path / "demo"
+    result = bash("demo.sh", out, "--quick", "--jobs", "2", env={**env, "CUDA_VISIBLE_DEVICES": ""}, timeout=300)
+    assert result.returncode == 0, result.stdout + result.stderr
+    threads = max(1, len(os.sched_getaffinity(0)) // 2)
+    assert f"2 at a time on this machine, {threads} thread" in result.stdout
+    listed = bash("demo.sh", out, "--quick", "--dry-run", env=env).stdout.splitlines()
+    commands = [line for line in listed if line.startswith(env["PYTHON"])]
+    runs = read_events(tmp_path)
+    report = runs.pop("scripts/demo_report.py")
+    assert len(runs) == len(commands) - 1 == 16 and len(report) == 2  # the report, then --show
+    assert all(run.gpu == "" and run.status == 0 for [run] in runs.values())  # as the caller set it
+    assert check_schedule({**runs, "scripts/demo_report.py": report[:1]}, waits(commands), None) == 2
+    assert report[1].start >= report[0].end and "a --jobs slot" in (out / "endpoint-1.log").read_text()
+    assert result.stdout.count("started") == result.stdout.count("finished") == 17
+    again = bash("demo.sh", out, "--quick", "--jobs=2", env=env)
+    assert again.returncode == 0 and "# every run is finished" in again.stdout, again.stdout + again.stderr
+    assert {k: v for k, v in read_events(tmp_path).items() if k != "scripts/demo_report.py"} == runs
+
+
+def test_the_makefile_lists_the_runs_by_depth(tmp_path):
+    """make -j starts the runs in the order `all` lists them: every run after those it waits for,
+    and no run before one that waits for fewer levels (the demo's curve and plane before its
+    second part's last runs)."""
+    text = bash("demo.sh", tmp_path / "demo", "--quick", "--jobs", "2", "--dry-run").stdout
+    order = re.search(r"^all: (.*)$", text, re.M).group(1).split()
+    needs = {m.group(1): m.group(2).split() for m in re.finditer(r"^(run-\d+):(.*)$", text, re.M)}
+    depth = {}
+    for name in order:
+        assert all(n in depth for n in needs[name]), name  # what it waits for comes before it
+        depth[name] = 1 + max((depth[n] for n in needs[name]), default=-1)
+    assert [depth[n] for n in order] == sorted(depth.values()) and max(depth.values()) == 3
+    assert sorted(order, key=lambda n: int(n[4:])) == [f"run-{i}" for i in range(1, 18)]
+
+
 def test_a_finished_demo_started_again_here_does_not_run_its_report_again(tmp_path):
     out = tmp_path / "demo"
     listed = bash("demo.sh", out, "--quick", "--dry-run").stdout.splitlines()
@@ -364,6 +403,8 @@ def assert_one_error_line(result: subprocess.CompletedProcess) -> None:
     ("--slurm", "--time", "soon"), ("--slurm", "--time", "1", "--signal_seconds", "60"),
     ("--slurm", "--gpus_per_job", "-1"), ("--slurm", "--gpus_per_job", "two"), ("--slurm", "--sbatch_args", "'"),
     ("--slurm", "--partitoin", "gpu"), ("--status", "--dry-run"), ("--status", "--gpus", "0", "--partition", "gpu"),
+    ("--jobs", "0"), ("--jobs", "two"), ("--jobs",), ("--jobs", "2", "--gpus", "0"), ("--jobs=2", "--slurm"),
+    ("--jobs", "2", "--time", "10"),
 ])
 def test_bad_input_is_one_error_line(args, tmp_path):
     for script, first in (("swa_table.sh", ["/data", tmp_path / "out"]), ("demo.sh", [tmp_path / "out", "--quick"])):
