@@ -70,20 +70,28 @@ def _reference_loaders(root: str, train: int, test: int, workers: int) -> dict:
             "test": reference_loader(test_set, test, workers, False, persistent=False)}
 
 
+def warm_up_images(n: int) -> int:
+    """The images of a warm-up pass before an epoch of ``n``: WARM_UP_BATCHES full batches (one in an
+    epoch of under 8 batches) and a short one of the epoch's last batch's size, so that cuDNN has
+    timed every shape the epoch meets (50,000 images: 2 x 128 + 80); no more than the epoch."""
+    full = min(WARM_UP_BATCHES, max(1, n // BATCH // 4)) * BATCH
+    return min(n, full + n % BATCH)
+
+
 def _race_epochs(make_reference, make_ours, root, ours, images, test_images, device, compile_, tiny) -> dict:
     """Seconds of one epoch of each contender: ``make_reference()`` and ``make_ours(amp, compile)``
-    return ``run(loaders)``; each is warmed up on WARM_UP_BATCHES batches of the same kind of loaders."""
-    warm = min(WARM_UP_BATCHES * BATCH, max(1, images // 4))  # a quarter of a small epoch (--tiny's, a CPU's)
+    return ``run(loaders)``; each is warmed up on a few batches of the same kind of loaders."""
+    warm, warm_test = warm_up_images(images), warm_up_images(test_images)
     contenders, warm_ups = {}, {}
     for w in reference_workers(device, tiny):
         run = make_reference()
         name = f"reference_workers{w}"
         contenders[name] = partial(run, _reference_loaders(root, images, test_images, w))
-        warm_ups[name] = partial(run, _reference_loaders(root, warm, warm, 0))
+        warm_ups[name] = partial(run, _reference_loaders(root, warm, warm_test, 0))
     for config, (amp, compiled) in our_configs(device, compile_).items():
         run = make_ours(amp, compiled)
         contenders[f"ours_{config}"] = partial(run, _loaders(ours, images, test_images, device))
-        warm_ups[f"ours_{config}"] = partial(run, _loaders(ours, warm, warm, device))
+        warm_ups[f"ours_{config}"] = partial(run, _loaders(ours, warm, warm_test, device))
     best = race(contenders, 1, device, warm_ups)
     contenders.clear()
     warm_ups.clear()

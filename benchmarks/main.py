@@ -1,7 +1,6 @@
 """scripts/bench.py's command line: the sizes of each mode, the figures to run, their goals, the JSON."""
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import sys
@@ -10,6 +9,7 @@ import time
 
 import torch
 
+import cli
 import data
 import ensembles
 import runtime
@@ -55,8 +55,8 @@ GPU_STEPS = ("epochs", "fge_swa")  # by default only on a GPU (and under --tiny)
 NEEDS_PEAK = ("vgg16", "epochs")  # their fractions of peak take the matmul's
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="scripts/bench.py", description="Speed on this machine, each figure a "
+def build_parser() -> cli.ArgumentParser:
+    parser = cli.ArgumentParser(prog="scripts/bench.py", description="Speed on this machine, each figure a "
                                      "ratio of two timings taken side by side in one run.")
     parser.add_argument("--quick", action="store_true", help="smaller data and fewer repeats (< 5 min on 2 cores)")
     parser.add_argument("--out", required=True, help="JSON file for the figures")
@@ -86,13 +86,27 @@ def chosen_steps(args, device: torch.device) -> list[str]:
     return [s for s in STEPS if s not in GPU_STEPS or device.type == "cuda" or args.tiny]
 
 
+def bench_device(requested: str | None) -> torch.device:
+    """--device, or cuda where there is one; a name torch does not know, or a GPU it does not see, is
+    a UserError."""
+    if requested is None:
+        return utils.default_device()
+    try:
+        device = torch.device(requested)
+    except RuntimeError as exc:
+        raise runtime.UserError(f"--device {requested}: not a device torch knows (cpu, cuda, cuda:1, ...)") from exc
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise runtime.UserError(f"--device {requested}: torch sees no CUDA device here")
+    return device
+
+
 def goals(device: torch.device) -> dict:
     return {**GOALS, **(CUDA_GOALS if device.type == "cuda" else {})}
 
 
 def main(argv=None) -> None:
     args = build_parser().parse_args(argv)
-    device = torch.device(args.device) if args.device else utils.default_device()
+    device = bench_device(args.device)
     size = sizes(args, device)
     repeats = size["repeats"]
     names = chosen_steps(args, device)

@@ -10,7 +10,8 @@ import os
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+import cli  # noqa: E402
 from benchmarks.main import main  # noqa: E402
 
 if __name__ == "__main__":
-    main()
+    cli.run(main)

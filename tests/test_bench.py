@@ -2,12 +2,14 @@
 import json
 import math
 
+import pytest
 import torch
 
+from benchmarks.epochs import warm_up_images
 from benchmarks.main import main
 from benchmarks.reference import reference_bn_update, reference_moving_average
 from benchmarks.timing import paired_ratio, race_rounds
-from conftest import run_script
+from conftest import run_script, user_error
 
 RATIOS = ["pipeline_speedup", "train_speedup_convfc", "amp_speedup_vgg16", "curve_overhead_vgg16",
           "line_overhead_vgg16", "simplex_overhead_vgg16", "line_overhead_vgg16_of_best",
@@ -97,3 +99,18 @@ def test_the_original_moving_average_is_the_mean_of_the_models():
         reference_moving_average(average, net, 1.0 / (n + 1))
     expected = torch.stack([net.weight.detach() for net in nets]).mean(0)
     assert torch.allclose(average.weight, expected, atol=1e-6)
+
+
+@pytest.mark.parametrize("argv, said", [(["--device=gpu"], "--device gpu"), (["--only=everything"], "--only"),
+                                        (["--device=cuda:7"] if not torch.cuda.is_available() else ["--bogus"], "--"),
+                                        ([], "--out")])
+def test_bad_input_is_one_error_line(capsys, tmp_path, argv, said):
+    out = [f"--out={tmp_path / 'bench.json'}"] if argv else []
+    assert said in user_error(capsys, main, "--tiny", *argv, *out)
+    assert not (tmp_path / "bench.json").exists()
+
+
+def test_a_warm_up_meets_every_batch_shape_of_the_epoch():
+    """2 full batches and the epoch's short last one (CIFAR's 50,000 and 10,000 images end with 80
+    and 16), one full batch in a small epoch, never more than the epoch."""
+    assert [warm_up_images(n) for n in (50000, 10000, 512, 640, 64)] == [256 + 80, 256 + 16, 128, 128, 64]
