@@ -11,6 +11,7 @@ from benchmarks.common import model_and_sgd
 from benchmarks.timing import paired_ratio, race, race_rounds, sync, training_flops
 from curves import CurveModel, SubspaceModel
 from landscape import HessianOperator
+from runtime.processes import emulated_on_this_cpu
 
 SPRO_SAMPLES = 5  # points a SPRO step (loss-surface-simplexes' n_sample), in a simplex of 5 vertices
 
@@ -21,15 +22,19 @@ def bench_matmul(size: int, device: torch.device, repeats: int) -> dict:
     On AMD CPUs MKL's sgemm runs at half the speed of oneDNN, which the convolutions
     use: the faster of the two is the fair peak for the fraction of peak.
     """
-    figures = {}
+    # where the CPU emulates bfloat16 its products run at a few GFLOP/s: 15 rounds of 2048^3 took 15
+    # minutes on the AVX2 EPYC. There the bf16 rate is measured once, at 512^2, and said to be emulated.
+    emulated = device.type == "cpu" and emulated_on_this_cpu("bfloat16")
+    figures = {"matmul_bf16_emulated": emulated}
     for dtype, tag in ((torch.float32, "fp32"), (torch.bfloat16, "bf16")):
-        a, b = (torch.randn(size, size, device=device, dtype=dtype) for _ in range(2))
+        side, rounds = (min(size, 512), 1) if emulated and dtype == torch.bfloat16 else (size, 5 * repeats)
+        a, b = (torch.randn(side, side, device=device, dtype=dtype) for _ in range(2))
         # (1, K, M, 1) in channels-last memory is an (M, K) matrix; the (N, K, 1, 1) kernel a (K, N) one
-        x = torch.randn(1, size, size, 1, device=device, dtype=dtype).contiguous(memory_format=torch.channels_last)
-        w = torch.randn(size, size, 1, 1, device=device, dtype=dtype)
-        best = race({"mm": lambda: torch.mm(a, b), "conv": lambda: F.conv2d(x, w)}, 5 * repeats, device)
+        x = torch.randn(1, side, side, 1, device=device, dtype=dtype).contiguous(memory_format=torch.channels_last)
+        w = torch.randn(side, side, 1, 1, device=device, dtype=dtype)
+        best = race({"mm": lambda: torch.mm(a, b), "conv": lambda: F.conv2d(x, w)}, rounds, device)
         for name, seconds in best.items():
-            figures[f"matmul_gflops_{tag}_{name}"] = 2 * size ** 3 / seconds / 1e9
+            figures[f"matmul_gflops_{tag}_{name}"] = 2 * side ** 3 / seconds / 1e9
         figures[f"matmul_gflops_{tag}"] = max(figures[f"matmul_gflops_{tag}_{n}"] for n in best)
     return figures
 
@@ -38,17 +43,21 @@ def bench_vgg16(batch: int, device, repeats: int, overhead_repeats: int, peak_fp
     """One VGG16 training step: fp32, --channels_last, --amp --channels_last, and on a curve, at a point
     of a learned line (train_subspace.py's step) and at SPRO_SAMPLES points of a simplex (simplex.py's).
     Two races: the precisions (``repeats`` rounds), and the steps whose overheads are goals against
-    the plain --amp --channels_last step (``overhead_repeats`` rounds, for paired_ratio's median)."""
+    the plain step at the options one trains with on this device (``overhead_repeats`` rounds, for
+    paired_ratio's median): --amp --channels_last, but fp32 --channels_last on a CPU that emulates
+    bfloat16 (15x slower there: the ratio of two emulated steps would say nothing of the curve's or
+    the line's own cost); ``vgg16_overhead_options`` says which."""
     x = torch.randn(batch, 3, 32, 32, device=device)
     y = torch.randint(0, 10, (batch,), device=device)
-    steps = {step: _vgg16_step(x, y, device, amp, channels_last, kind, name) for step, amp, channels_last, kind in (
-        ("fp32", False, False, None), ("fp32_channels_last", False, True, None), ("amp_channels_last", True, True, None),
-        ("curve_fp32", False, False, "curve"), ("curve_amp_channels_last", True, True, "curve"),
-        ("line_amp_channels_last", True, True, "line"), ("simplex_amp_channels_last", True, True, "simplex"))}
+    emulated = device.type == "cpu" and emulated_on_this_cpu("bfloat16")
+    fast = "fp32_channels_last" if emulated else "amp_channels_last"
+    listed = [("fp32", False, False, None), ("fp32_channels_last", False, True, None),
+              ("amp_channels_last", True, True, None), ("curve_fp32", False, False, "curve")]
+    listed += [(f"{kind}_{fast}", not emulated, True, kind) for kind in ("curve", "line", "simplex")]
+    steps = {step: _vgg16_step(x, y, device, amp, channels_last, kind, name) for step, amp, channels_last, kind in listed}
     precisions = race_rounds({k: steps[k] for k in ("fp32", "fp32_channels_last", "amp_channels_last", "curve_fp32")},
                              repeats, device)
-    overheads = race_rounds({k: steps[k] for k in ("amp_channels_last", "curve_amp_channels_last",
-                                                   "line_amp_channels_last", "simplex_amp_channels_last")},
+    overheads = race_rounds({k: steps[k] for k in (fast, f"curve_{fast}", f"line_{fast}", f"simplex_{fast}")},
                             overhead_repeats, device)
     best = {name: min(precisions.get(name, []) + overheads.get(name, [])) for name in steps}
     flops = training_flops(steps["fp32"])
@@ -59,16 +68,16 @@ def bench_vgg16(batch: int, device, repeats: int, overhead_repeats: int, peak_fp
         "vgg16_training_gflops_fp32": flops / fp32 / 1e9,
         "amp_speedup_vgg16": best["fp32"] / best["amp_channels_last"],
         "amp_speedup_vgg16_vs_fp32_channels_last": best["fp32_channels_last"] / best["amp_channels_last"],
-        "curve_overhead_vgg16": paired_ratio(overheads, "curve_amp_channels_last", "amp_channels_last"),
+        "vgg16_overhead_options": fast,
+        "curve_overhead_vgg16": paired_ratio(overheads, f"curve_{fast}", fast),
         "curve_overhead_vgg16_fp32": paired_ratio(precisions, "curve_fp32", "fp32"),
-        "line_overhead_vgg16": paired_ratio(overheads, "line_amp_channels_last", "amp_channels_last"),
+        "line_overhead_vgg16": paired_ratio(overheads, f"line_{fast}", fast),
         # per point: a step of k points against k plain steps
-        "simplex_overhead_vgg16": paired_ratio(overheads, "simplex_amp_channels_last", "amp_channels_last",
-                                               SPRO_SAMPLES),
+        "simplex_overhead_vgg16": paired_ratio(overheads, f"simplex_{fast}", fast, SPRO_SAMPLES),
         # the same from the best times, for comparison with earlier runs of this benchmark
-        "curve_overhead_vgg16_of_best": best["curve_amp_channels_last"] / best["amp_channels_last"],
-        "line_overhead_vgg16_of_best": best["line_amp_channels_last"] / best["amp_channels_last"],
-        "simplex_overhead_vgg16_of_best": best["simplex_amp_channels_last"] / (SPRO_SAMPLES * best["amp_channels_last"]),
+        "curve_overhead_vgg16_of_best": best[f"curve_{fast}"] / best[fast],
+        "line_overhead_vgg16_of_best": best[f"line_{fast}"] / best[fast],
+        "simplex_overhead_vgg16_of_best": best[f"simplex_{fast}"] / (SPRO_SAMPLES * best[fast]),
         "fraction_of_peak_vgg16": flops / fp32 / 1e9 / peak_fp32,
     })
     return figures
