@@ -33,9 +33,9 @@ SIZES = {
     # a smoke run for the tests: every figure is written, none means anything (the vgg16_ figures
     # are ConvFC's there: five VGG16s for the simplex's step alone would take most of the run; the
     # epoch figures' networks an MLP's, whose backward in bf16 is quick where a CPU emulates bf16)
-    "tiny": dict(pipeline=256, train=128, point_train=128, point_test=64, vgg_batch=4, repeats=1, vgg_repeats=1,
+    "tiny": dict(pipeline=128, train=64, point_train=64, point_test=32, vgg_batch=4, repeats=1, vgg_repeats=1,
                  vgg_model="ConvFC",
-                 matmul=64, matching_model="MLP", matching_repeats=1, fashion_train=256, fashion_test=128,
+                 matmul=64, matching_model="MLP", matching_repeats=1, fashion_train=128, fashion_test=64,
                  epoch_images=64, epoch_test=64, epoch_model="MLP"),
 }
 # on a GPU (not --tiny): CIFAR's whole epoch and test set, and a matmul large enough for the peak
