@@ -1,4 +1,4 @@
-"""What the figures share: the first images of a set, and a model with its SGD."""
+"""What the figures share: the first images of a set, a model with its SGD, whether ours runs --amp."""
 from __future__ import annotations
 
 import torch
@@ -6,6 +6,7 @@ import torch
 import data
 import models
 import utils
+from runtime.processes import emulated_on_this_cpu
 
 
 def head(images: data.ImageSet, n: int) -> data.ImageSet:
@@ -22,3 +23,10 @@ def model_and_sgd(name: str, device, channels_last: bool = False, reference: boo
     make = torch.optim.SGD if reference else utils.sgd
     return model, make(model.parameters(), lr=0.01, momentum=0.9, weight_decay=1e-4)
 
+
+
+def times_amp(device: torch.device, tiny: bool) -> bool:
+    """Whether our side is timed under --amp: on a GPU and on a CPU with native bfloat16, yes; where
+    the CPU emulates it (15x slower than fp32 for VGG16: minutes a figure, and nobody trains so
+    there: the scripts warn), only in fp32; under --tiny always, for the smoke run goes every way."""
+    return tiny or not (device.type == "cpu" and emulated_on_this_cpu("bfloat16"))

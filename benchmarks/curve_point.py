@@ -9,14 +9,15 @@ import curves
 import data
 import models
 import utils
-from benchmarks.common import head
+from benchmarks.common import head, times_amp
 from benchmarks.pipelines import WORKERS
 from benchmarks.reference import BATCH, reference_dataset, reference_evaluate, reference_loader
 from benchmarks.timing import race
 from curves import CurveModel
 
 
-def bench_eval_curve(root, ours: data.Dataset, train_images: int, test_images: int, device, repeats: int) -> dict:
+def bench_eval_curve(root, ours: data.Dataset, train_images: int, test_images: int, device, repeats: int,
+                     tiny: bool = False) -> dict:
     """One curve point of PreResNet20 (BatchNorm update, train and test evaluation):
     ``curves.evaluate_point``, as eval_curve.py runs it, against the original approach (a DataLoader of the augmented training images in
     order and the plain test images, batch 128, fp32, the weights at t recomputed for every batch,
@@ -43,12 +44,14 @@ def bench_eval_curve(root, ours: data.Dataset, train_images: int, test_images: i
         return lambda: curves.evaluate_point(curve, t, loaders["train_augmented"], loaders["test"],
                                                  wd=5e-4, amp=amp)
 
+    amp = times_amp(device, tiny)  # fp32 where the CPU emulates bfloat16
+    name = "ours_amp_channels_last" if amp else "ours_fp32_channels_last"
     contenders = {f"reference_workers{w}": reference(w) for w in WORKERS}
-    contenders["ours_amp_channels_last"] = ours_point(True, True)
+    contenders[name] = ours_point(True, amp)
     best = race(contenders, repeats, device)
     figures = {f"curve_point_s_{k}": s for k, s in best.items()}
     baseline = min(best[f"reference_workers{w}"] for w in WORKERS)
-    figures["eval_curve_speedup"] = baseline / best["ours_amp_channels_last"]
+    figures["eval_curve_speedup"] = baseline / best[name]
     return figures
 
 

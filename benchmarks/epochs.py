@@ -6,8 +6,8 @@ The original approach (benchmarks.reference): torchvision's CIFAR10 with PIL tra
 DataLoader whose workers start again at every pass (the original's loaders are not persistent;
 on a GPU 4 workers, its ``--num-workers`` default), fp32, ``torch.optim.SGD`` and an ``.item()``
 per step. Ours: data.Loader on the device, utils.train_epoch and evaluate, ``--amp`` (bfloat16)
-with channels-last memory (and fp32 channels-last on a CPU, where bfloat16 may be emulated; the
-faster counts). Each side is warmed up on a few batches, then timed over one epoch.
+with channels-last memory (and fp32 channels-last on a CPU, the faster counts; fp32 alone where
+the CPU emulates bfloat16). Each side is warmed up on a few batches, then timed over one epoch.
 
 The FLOPs of a training step (forward and backward, ``torch.utils.flop_counter``) over the epoch's
 seconds, against the bfloat16 matmul peak measured in the same run, give
@@ -28,7 +28,7 @@ import torch
 import data
 import ensembles
 import utils
-from benchmarks.common import head, model_and_sgd
+from benchmarks.common import head, model_and_sgd, times_amp
 from benchmarks.reference import (BATCH, reference_bn_update, reference_dataset, reference_evaluate,
                                   reference_loader, reference_moving_average, reference_predictions,
                                   reference_train_epoch)
@@ -49,12 +49,14 @@ def reference_workers(device: torch.device, tiny: bool) -> tuple[int, ...]:
     return (4,) if device.type == "cuda" else (0, 2)
 
 
-def our_configs(device: torch.device, compile_: bool) -> dict[str, tuple[bool, bool]]:
-    """name: (--amp, --compile), all with --channels_last."""
-    configs = {"amp_channels_last": (True, False)}
-    if device.type == "cpu":  # without AVX-512 BF16 the CPU emulates bfloat16: fp32 may be faster
+def our_configs(device: torch.device, compile_: bool, tiny: bool) -> dict[str, tuple[bool, bool]]:
+    """name: (--amp, --compile), all with --channels_last: --amp, and fp32 too on a CPU (the faster
+    counts), fp32 alone where the CPU emulates bfloat16 (``times_amp``)."""
+    amp = times_amp(device, tiny)
+    configs = {"amp_channels_last": (True, False)} if amp else {}
+    if device.type == "cpu":
         configs["fp32_channels_last"] = (False, False)
-    if compile_:
+    if compile_ and amp:
         configs["amp_channels_last_compile"] = (True, True)
     return configs
 
@@ -88,7 +90,7 @@ def _race_epochs(make_reference, make_ours, root, ours, images, test_images, dev
         name = f"reference_workers{w}"
         contenders[name] = partial(run, _reference_loaders(root, images, test_images, w))
         warm_ups[name] = partial(run, _reference_loaders(root, warm, warm_test, 0))
-    for config, (amp, compiled) in our_configs(device, compile_).items():
+    for config, (amp, compiled) in our_configs(device, compile_, tiny).items():
         run = make_ours(amp, compiled)
         contenders[f"ours_{config}"] = partial(run, _loaders(ours, images, test_images, device))
         warm_ups[f"ours_{config}"] = partial(run, _loaders(ours, warm, warm_test, device))

@@ -11,7 +11,7 @@ import torchvision.transforms as T
 
 import data
 import utils
-from benchmarks.common import head, model_and_sgd
+from benchmarks.common import head, model_and_sgd, times_amp
 from benchmarks.reference import (BATCH, reference_dataset, reference_evaluate, reference_loader,
                                   reference_train_epoch)
 from benchmarks.timing import race, with_threads
@@ -39,8 +39,10 @@ def bench_pipeline(root, ours: data.Dataset, images: int, device, repeats: int) 
     return figures
 
 
-def bench_train_convfc(root, ours: data.Dataset, images: int, device, repeats: int, compile_: bool) -> dict:
-    """Training images per second, ConvFC: train_epoch on our Loader against the original loop."""
+def bench_train_convfc(root, ours: data.Dataset, images: int, device, repeats: int, compile_: bool,
+                       tiny: bool = False) -> dict:
+    """Training images per second, ConvFC: train_epoch on our Loader against the original loop (ours
+    in fp32, and under --amp --channels_last where ``times_amp``)."""
     reference = reference_dataset(root, train=True, augment=True)
     subset = replace(ours, train=head(ours.train, images))
     contenders = {}
@@ -48,9 +50,11 @@ def bench_train_convfc(root, ours: data.Dataset, images: int, device, repeats: i
         model, opt = model_and_sgd("ConvFC", device, reference=True)
         dl = reference_loader(reference, images, w, True)
         contenders[f"reference_workers{w}"] = lambda m=model, o=opt, dl=dl: reference_train_epoch(m, dl, o, device)
-    configs = {"fp32": (False, False, False), "amp_channels_last": (True, True, False)}
-    if compile_:
-        configs["amp_channels_last_compile"] = (True, True, True)
+    configs = {"fp32": (False, False, False)}
+    if times_amp(device, tiny):
+        configs["amp_channels_last"] = (True, True, False)
+        if compile_:
+            configs["amp_channels_last_compile"] = (True, True, True)
     for name, (amp, channels_last, compiled) in configs.items():
         model, opt = model_and_sgd("ConvFC", device, channels_last)
         forward = torch.compile(model) if compiled else model
@@ -81,7 +85,8 @@ def write_fashion(root: str, n_train: int, n_test: int) -> str:
     return raw
 
 
-def bench_fashion_epoch(root: str, train_images: int, test_images: int, device, repeats: int) -> dict:
+def bench_fashion_epoch(root: str, train_images: int, test_images: int, device, repeats: int,
+                        tiny: bool = False) -> dict:
     """A Fashion-MNIST epoch of the study's model, end to end: training on every training image and the
     test set's evaluation. Ours (train.py's loop: data.Loader on the device, utils.train_epoch and
     evaluate, the options below; the fastest counts) against the original approach (torchvision's
@@ -111,7 +116,9 @@ def bench_fashion_epoch(root: str, train_images: int, test_images: int, device, 
             reference_evaluate(m, test_dl, device)
         contenders[f"reference_workers{w}" + ("_one_thread" if threads else "")] = with_threads(reference, threads)
     ours = data.load_dataset("FashionMNIST", raw, use_test=True, download=False)
-    configs = {"fp32_channels_last": (None, None), "amp_channels_last": (torch.bfloat16, None)}
+    configs = {"fp32_channels_last": (None, None)}
+    if times_amp(device, tiny):
+        configs["amp_channels_last"] = (torch.bfloat16, None)
     if device.type == "cpu":
         configs["fp32_channels_last_one_thread"] = (None, 1)
     for name, (amp, threads) in configs.items():
