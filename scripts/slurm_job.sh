@@ -83,7 +83,14 @@ while :; do
     wait "$child"
     status=$?
     # a trapped signal ends `wait` early, with a status over 128, while the run goes on
-    ((status > 128)) && kill -0 "$child" 2>/dev/null || break
+    ((status > 128)) || break
+    if ! kill -0 "$child" 2>/dev/null; then
+        # the run ended meanwhile (SLURM signals every process of the job: a run saves and exits 75
+        # at once): its own exit status, which bash kept, not the signal's 128 + N
+        wait "$child"
+        status=$?
+        break
+    fi
 done
 
 if ((status == 0)); then
