@@ -7,11 +7,10 @@ import torch.nn.functional as F
 
 import models
 import utils
-from benchmarks.common import model_and_sgd
+from benchmarks.common import emulates_bf16, model_and_sgd
 from benchmarks.timing import paired_ratio, race, race_rounds, sync, training_flops
 from curves import CurveModel, SubspaceModel
 from landscape import HessianOperator
-from runtime.processes import emulated_on_this_cpu
 
 SPRO_SAMPLES = 5  # points a SPRO step (loss-surface-simplexes' n_sample), in a simplex of 5 vertices
 
@@ -24,7 +23,7 @@ def bench_matmul(size: int, device: torch.device, repeats: int) -> dict:
     """
     # where the CPU emulates bfloat16 its products run at a few GFLOP/s: 15 rounds of 2048^3 took 15
     # minutes on the AVX2 EPYC. There the bf16 rate is measured once, at 512^2, and said to be emulated.
-    emulated = device.type == "cpu" and emulated_on_this_cpu("bfloat16")
+    emulated = emulates_bf16(device)
     figures = {"matmul_bf16_emulated": emulated}
     for dtype, tag in ((torch.float32, "fp32"), (torch.bfloat16, "bf16")):
         side, rounds = (min(size, 512), 1) if emulated and dtype == torch.bfloat16 else (size, 5 * repeats)
@@ -49,7 +48,7 @@ def bench_vgg16(batch: int, device, repeats: int, overhead_repeats: int, peak_fp
     the line's own cost); ``vgg16_overhead_options`` says which."""
     x = torch.randn(batch, 3, 32, 32, device=device)
     y = torch.randint(0, 10, (batch,), device=device)
-    emulated = device.type == "cpu" and emulated_on_this_cpu("bfloat16")
+    emulated = emulates_bf16(device)
     fast = "fp32_channels_last" if emulated else "amp_channels_last"
     listed = [("fp32", False, False, None), ("fp32_channels_last", False, True, None),
               ("amp_channels_last", True, True, None), ("curve_fp32", False, False, "curve")]

@@ -66,8 +66,8 @@ def _loaders(ours: data.Dataset, train: int, test: int, device) -> dict:
     return data.make_loaders(subset, BATCH, "VGG", device=device, channels_last=True)
 
 
-def _reference_loaders(root: str, train: int, test: int, workers: int) -> dict:
-    train_set, test_set = reference_dataset(root, True, True), reference_dataset(root, False, False)
+def _reference_loaders(sets: tuple, train: int, test: int, workers: int) -> dict:
+    train_set, test_set = sets
     return {"train": reference_loader(train_set, train, workers, True, persistent=False),
             "test": reference_loader(test_set, test, workers, False, persistent=False)}
 
@@ -84,12 +84,13 @@ def _race_epochs(make_reference, make_ours, root, ours, images, test_images, dev
     """Seconds of one epoch of each contender: ``make_reference()`` and ``make_ours(amp, compile)``
     return ``run(loaders)``; each is warmed up on a few batches of the same kind of loaders."""
     warm, warm_test = warm_up_images(images), warm_up_images(test_images)
+    sets = reference_dataset(root, True, True), reference_dataset(root, False, False)  # read once
     contenders, warm_ups = {}, {}
     for w in reference_workers(device, tiny):
         run = make_reference()
         name = f"reference_workers{w}"
-        contenders[name] = partial(run, _reference_loaders(root, images, test_images, w))
-        warm_ups[name] = partial(run, _reference_loaders(root, warm, warm_test, 0))
+        contenders[name] = partial(run, _reference_loaders(sets, images, test_images, w))
+        warm_ups[name] = partial(run, _reference_loaders(sets, warm, warm_test, 0))
     for config, (amp, compiled) in our_configs(device, compile_, tiny).items():
         run = make_ours(amp, compiled)
         contenders[f"ours_{config}"] = partial(run, _loaders(ours, images, test_images, device))

@@ -8,17 +8,11 @@ import torch
 
 import runtime.processes
 
-# the CPU features oneDNN's kernels choose by: AVX2, AVX-512, its bfloat16 dot products, AMX's tiles
-ISA_FLAGS = ("avx2", "avx512f", "avx512_bf16", "amx_bf16", "amx_tile")
-
 
 def cpu_info() -> dict:
-    """The CPU's model and which of ISA_FLAGS it has (/proc/cpuinfo's flags, as a VM exposes them),
-    and the vector ISA torch's own CPU kernels dispatch to."""
-    fields = runtime.processes.cpu_info()
-    flags = set(fields.get("flags", "").split())
-    model = fields.get("model name") or platform.processor() or platform.machine()
-    return {"cpu_model": model, "cpu_isa": [f for f in ISA_FLAGS if f in flags],
+    """The CPU's model and which of runtime's ISA_FLAGS it has (/proc/cpuinfo's flags, as a VM exposes
+    them), and the vector ISA torch's own CPU kernels dispatch to."""
+    return {"cpu_model": runtime.processes.cpu_model(), "cpu_isa": runtime.processes.cpu_isa(),
             "torch_cpu_capability": torch.backends.cpu.get_cpu_capability()}
 
 

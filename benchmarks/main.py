@@ -170,7 +170,7 @@ def main(argv=None) -> None:
 
 
 def print_table(figures: dict) -> None:
-    isa = " ".join(figures["cpu_isa"]) or "none of " + " ".join(machine.ISA_FLAGS)
+    isa = " ".join(figures["cpu_isa"]) or "none of " + " ".join(runtime.processes.ISA_FLAGS)
     print(f"on {figures['device']}; CPU {figures['cpu_model']}: {isa}; torch's CPU kernels: "
           f"{figures['torch_cpu_capability']}")
     for key, goal in figures["goals"].items():

@@ -20,6 +20,7 @@ import numpy as np
 import torch
 
 import ensembles
+import runtime.processes
 from runtime.errors import UserError
 
 RUNS = ("endpoint-1", "endpoint-2", "segment", "aligned", "segment-aligned", "curve-eval", "plane",
@@ -100,11 +101,7 @@ def read_args(folder: str, run: str) -> dict:
 
 
 def machine() -> dict:
-    name = platform.processor() or platform.machine()
-    if os.path.exists("/proc/cpuinfo"):
-        with open("/proc/cpuinfo") as f:
-            name = next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), name)
-    return {"cpu": name, "cores": os.cpu_count(), "threads": torch.get_num_threads(), "torch": torch.__version__,
+    return {"cpu": runtime.processes.cpu_model(), "cores": os.cpu_count(), "threads": torch.get_num_threads(), "torch": torch.__version__,
             "python": platform.python_version(), "date": datetime.date.today().isoformat()}
 
 

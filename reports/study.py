@@ -11,10 +11,10 @@ from __future__ import annotations
 import datetime
 import glob
 import os
-import platform
 
 from tabulate import tabulate
 
+import runtime.processes
 from reports import alignment, fashion
 from reports.summaries import MISSING
 
@@ -23,24 +23,6 @@ COMMANDS = ("bash scripts/fashion_tables.sh runs/study --gpus 0,0",
             "python scripts/study_docs.py --from runs/study")
 # |mean| / std of the per-seed effects at or above which an effect counts as separated from zero
 SEPARATED = 2.0
-
-
-def _cpu() -> str:
-    if os.path.exists("/proc/cpuinfo"):
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    return platform.processor() or platform.machine()
-
-
-def _isa() -> list[str]:
-    """The vector extensions that decide a CPU's speed here (bfloat16 is emulated without the last three)."""
-    flags = set()
-    if os.path.exists("/proc/cpuinfo"):
-        with open("/proc/cpuinfo") as f:
-            flags = next((set(line.split(":", 1)[1].split()) for line in f if line.startswith("flags")), set())
-    return [x for x in ("avx2", "avx512f", "avx512_bf16", "amx_bf16") if x in flags]
 
 
 def _span_minutes(folder: str) -> float | None:
@@ -52,7 +34,7 @@ def _span_minutes(folder: str) -> float | None:
 
 def record(out_dir: str, wall_minutes: float | None = None) -> dict:
     return {"fashion": fashion.record(out_dir), "alignment": alignment.record(out_dir), "commands": list(COMMANDS),
-            "machine": {"cpu": _cpu(), "isa": _isa(), "cores": os.cpu_count(), "threads_per_run": 1,
+            "machine": {"cpu": runtime.processes.cpu_model(), "isa": runtime.processes.cpu_isa(), "cores": os.cpu_count(), "threads_per_run": 1,
                         "date": datetime.date.today().isoformat()},
             "wall_minutes": wall_minutes if wall_minutes is not None else _span_minutes(
                 os.path.join(out_dir, fashion.FOLDER))}

@@ -133,6 +133,21 @@ def cpu_info() -> dict[str, str]:
     return fields
 
 
+def cpu_model() -> str:
+    """The CPU's model name (/proc/cpuinfo's), else what the platform module says."""
+    return cpu_info().get("model name") or platform.processor() or platform.machine()
+
+
+# the CPU features oneDNN's kernels choose by: AVX2, AVX-512, its bfloat16 dot products, AMX's tiles
+ISA_FLAGS = ("avx2", "avx512f", "avx512_bf16", "amx_bf16", "amx_tile")
+
+
+def cpu_isa() -> list[str]:
+    """Which of ISA_FLAGS /proc/cpuinfo lists (bfloat16 is emulated without the last three)."""
+    flags = set(cpu_info().get("flags", "").split())
+    return [f for f in ISA_FLAGS if f in flags]
+
+
 def emulated_on_this_cpu(dtype: str) -> bool:
     """Whether this x86 CPU lacks every flag of NATIVE_HALF[dtype] (False where that cannot be told:
     other architectures, no /proc/cpuinfo)."""
