@@ -34,7 +34,7 @@ parse_options "${args[@]}"
 OUT=${POSITIONAL[0]:-runs/demo}
 cd "$ROOT"
 say "cd $(quote "$ROOT")"
-STARTED=$SECONDS STARTED_AT=$(date +%s)
+STARTED_AT=$(date +%s)  # the report records the time from here to its own start
 DATA=(--dataset=DIGITS --use_test)
 NOISE=${NOISE:-0.2}  # the fraction of training labels made random in part 2 (NOISE=0.4 bash scripts/demo.sh ...)
 # epochs of the networks, of the curve, of FGE and of a simplex's vertex; the 80% checkpoint;
@@ -111,7 +111,7 @@ if ((HERE)) && report_is_current; then
     say "# done, skipped: the report ($OUT/summary.json)"
 else
     timing=()
-    if ((HERE)); then timing=(--seconds=$((SECONDS - STARTED))); elif ((LOCAL)); then timing=(--started=$STARTED_AT "--jobs=$JOBS"); fi
+    if ((LOCAL)); then timing=(--started=$STARTED_AT "--jobs=${JOBS:-1}"); fi
     step "${PY[@]}" scripts/demo_report.py "$OUT" ${timing[@]+"${timing[@]}"}
 fi
 finish

@@ -29,7 +29,7 @@ def main(argv=None) -> None:
     timing.add_argument("--seconds", type=float, default=None, help="how long the demo took, to record")
     timing.add_argument("--started", type=float, default=None, metavar="UNIX_TIME",
                         help="when the demo started (date +%%s): the time from then to now is recorded "
-                        "(demo.sh --jobs, whose runs make starts)")
+                        "(what demo.sh passes, one run after another or with --jobs)")
     parser.add_argument("--jobs", type=int, default=1, help="how many runs ran at a time (demo.sh --jobs), to record")
     timing.add_argument("--show", action="store_true", help="print the tables of the report made before "
                         "(<folder>/figures.json), write nothing")

@@ -190,7 +190,8 @@ def makefile(cwd: str, runs: list[Run], gpus: str, lock_dir: str, option: str) -
     return "\n".join(text) + "\n"
 
 
-def check_gpus(args) -> None:
+def check_here(args) -> None:
+    """--gpus and --jobs take none of --slurm's options."""
     defaults = build_parser().parse_args(["--slurm"])
     given = [name for name in ("partition", "time", "gpus_per_job", "sbatch_args", "signal_seconds")
              if getattr(args, name) != getattr(defaults, name)]
@@ -397,7 +398,7 @@ def main(argv=None) -> int:
     if not (args.gpus is not None or args.jobs is not None or args.slurm or args.status):
         fail("say where the runs go: --gpus LIST, --jobs N or --slurm (or --status: where they stand)")
     if args.gpus is not None or args.jobs is not None:
-        check_gpus(args)
+        check_here(args)
     cwd, runs, parent = read_runs(sys.stdin.read().splitlines(), args.names_from)
     if args.status:
         return show_status(args, cwd, runs, parent)
